@@ -1,0 +1,207 @@
+"""The config schema, its defaults, and validation with one clear error per mistake.
+
+A config is an ``ml_collections.ConfigDict`` with these sections (other modules, tools
+and issues rely on the names):
+
+- ``model``: name, depth, width, activation, layer_norm, use_bias
+- ``init``: family, sigma_w, sigma_b. ``sigma_w`` is the weight SCALE (a standard
+  deviation multiplier: W = sigma_w * W_unit / sqrt(fan_in) for LeCun), not the
+  variance sigma_w^2 of the mean-field papers.
+- ``optimizer``: name, learning_rate, momentum, b1, b2, eps, weight_decay, decay, clip
+  (global-norm threshold; 0 turns the clip stage off)
+- ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
+- ``train``: steps, log_every, seed, eval_size
+- ``regimes``: explode_factor, stall_fraction (see `gradlab.regimes`)
+- ``sweep``: axes (dotted key -> list of values), chunk_size (0 = whole group)
+
+Keys listed in `TRACED_KEYS` are traced numbers inside `run()`: sweeping them never
+recompiles. Every other key is static: points that differ in it form separate groups,
+each compiled once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections as mlc
+
+from gradlab.registry import ConfigError
+
+TRACED_KEYS: tuple[str, ...] = (
+  "init.sigma_w",
+  "init.sigma_b",
+  "optimizer.learning_rate",
+  "optimizer.momentum",
+  "optimizer.b1",
+  "optimizer.b2",
+  "optimizer.eps",
+  "optimizer.weight_decay",
+  "optimizer.decay",
+  "optimizer.clip",
+  "train.seed",
+)
+
+# Traced keys whose sign also switches a chain stage on or off (a static choice).
+STAGE_SWITCHES: tuple[str, ...] = ("optimizer.clip",)
+
+
+def make_axes(axes: Mapping[str, Sequence[Any]] | None = None) -> mlc.ConfigDict:
+  """A ConfigDict that maps dotted config keys to lists of values (the sweep axes)."""
+  out = mlc.ConfigDict(allow_dotted_keys=True)
+  for key, values in (axes or {}).items():
+    out[key] = list(values)
+  return out
+
+
+def base_config() -> mlc.ConfigDict:
+  """Every key gradlab knows, with its default. Config files start from this."""
+  c = mlc.ConfigDict()
+  c.model = mlc.ConfigDict(
+    dict(name="mlp", depth=10, width=64, activation="tanh", layer_norm=False, use_bias=True)
+  )
+  c.init = mlc.ConfigDict(dict(family="lecun", sigma_w=1.0, sigma_b=0.0))
+  c.optimizer = mlc.ConfigDict(
+    dict(
+      name="adam",
+      learning_rate=1e-3,
+      momentum=0.9,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-8,
+      weight_decay=0.0,
+      decay=0.9,
+      clip=0.0,
+    )
+  )
+  c.data = mlc.ConfigDict(dict(name="mnist1d", data_dir="", batch_size=64))
+  c.train = mlc.ConfigDict(dict(steps=300, log_every=10, seed=0, eval_size=1024))
+  c.regimes = mlc.ConfigDict(dict(explode_factor=100.0, stall_fraction=0.05))
+  c.sweep = mlc.ConfigDict(dict(chunk_size=0))
+  c.sweep["axes"] = make_axes()
+  return c
+
+
+def flatten(cfg: mlc.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{'model.depth': 10, ...}; the sweep axes stay one leaf ('sweep.axes')."""
+  out: dict[str, Any] = {}
+  for key, value in cfg.items():
+    name = f"{prefix}{key}"
+    if name == "sweep.axes":
+      out[name] = dict(value.items()) if value is not None else {}
+    elif isinstance(value, mlc.ConfigDict | Mapping):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def get(cfg: mlc.ConfigDict, dotted: str) -> Any:
+  node: Any = cfg
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def from_dict(d: Mapping[str, Any]) -> mlc.ConfigDict:
+  """A ConfigDict from a plain nested dict (e.g. a saved config.json), axes included."""
+  d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
+  axes = d.get("sweep", {}).pop("axes", {}) if isinstance(d.get("sweep"), dict) else {}
+  out = mlc.ConfigDict(d)
+  if "sweep" in out:
+    out.sweep["axes"] = make_axes(axes or {})
+  return out
+
+
+def to_dict(cfg: mlc.ConfigDict) -> dict[str, Any]:
+  """A plain nested dict of `cfg`, axes included (JSON-ready)."""
+  d = {k: v.to_dict() if isinstance(v, mlc.ConfigDict) else v for k, v in cfg.items()}
+  if "sweep" in d:
+    d["sweep"]["axes"] = dict(cfg.sweep.axes.items())
+  return d
+
+
+def copy_config(cfg: mlc.ConfigDict) -> mlc.ConfigDict:
+  return from_dict(to_dict(cfg))
+
+
+def with_overrides(cfg: mlc.ConfigDict, overrides: Mapping[str, Any]) -> mlc.ConfigDict:
+  """A copy of `cfg` with dotted keys set to new values (types coerced to the schema's)."""
+  out = copy_config(cfg)
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = out
+    for part in parents:
+      node = node[part]
+    node[leaf] = coerce(dotted, node[leaf], value)
+  return out
+
+
+def coerce(dotted: str, default: Any, value: Any) -> Any:
+  """`value` converted to the type of the schema default, or a ConfigError."""
+  if isinstance(default, bool):
+    if isinstance(value, bool):
+      return value
+    raise ConfigError(f"config key '{dotted}' takes true/false, got {value!r}")
+  if isinstance(default, int | float) and not isinstance(value, bool):
+    try:
+      if isinstance(default, int) and float(value) == int(float(value)):
+        return int(float(value))
+      return float(value)
+    except (TypeError, ValueError):
+      pass
+    raise ConfigError(f"config key '{dotted}' takes a number, got {value!r}")
+  if isinstance(default, str):
+    if isinstance(value, str):
+      return value
+    raise ConfigError(f"config key '{dotted}' takes a name (a string), got {value!r}")
+  return value
+
+
+def _close(name: str, known: Sequence[str]) -> str:
+  close = difflib.get_close_matches(name, list(known), n=1)
+  return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def check_keys(cfg: mlc.ConfigDict) -> None:
+  """Refuses config keys the schema does not have, and sweep axes over unknown keys."""
+  known = flatten(base_config())
+  for key in flatten(cfg):
+    if key not in known:
+      raise ConfigError(f"unknown config key '{key}'{_close(key, list(known))}")
+  for key, values in cfg.sweep.axes.items():
+    if key not in known or key == "sweep.axes":
+      raise ConfigError(
+        f"sweep axis '{key}' names a key the config does not have{_close(key, list(known))}"
+      )
+    if isinstance(values, str | bytes) or not isinstance(values, Sequence):
+      raise ConfigError(f"sweep axis '{key}' must be a list of values, got {values!r}")
+    if len(values) == 0:
+      raise ConfigError(f"sweep axis '{key}' is empty; give it at least one value")
+
+
+_POSITIVE = ("model.depth", "model.width", "optimizer.learning_rate", "train.steps",
+             "train.log_every", "regimes.explode_factor")
+_NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", "optimizer.clip", "optimizer.eps",
+                 "optimizer.weight_decay", "data.batch_size", "train.eval_size",
+                 "train.seed", "regimes.stall_fraction")
+_UNIT_INTERVAL = ("optimizer.momentum", "optimizer.b1", "optimizer.b2", "optimizer.decay")
+
+
+def check_values(point: Mapping[str, Any]) -> None:
+  """Range checks on one flattened point (the base config with one grid point applied)."""
+  for key in _POSITIVE:
+    if not point[key] > 0:
+      raise ConfigError(f"config key '{key}' must be positive, got {point[key]!r}")
+  for key in _NON_NEGATIVE:
+    if not point[key] >= 0:
+      raise ConfigError(f"config key '{key}' must be >= 0, got {point[key]!r}")
+  for key in _UNIT_INTERVAL:
+    if not 0 <= point[key] < 1:
+      raise ConfigError(f"config key '{key}' must lie in [0, 1), got {point[key]!r}")
+  if point["train.log_every"] > point["train.steps"]:
+    raise ConfigError(
+      f"config key 'train.log_every' ({point['train.log_every']}) exceeds "
+      f"'train.steps' ({point['train.steps']})"
+    )

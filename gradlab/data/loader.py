@@ -1,0 +1,257 @@
+"""Dataset registry, the one loading function, and train-split standardization.
+
+Every dataset is a name in ``DATASETS`` mapping to a loader ``(data_dir, seed) ->
+Dataset``. TFDS datasets, gradlab's own offline builders (``mnist1d``, ``digits``) and
+catalog names (``mnist``, ``fashion_mnist``, ``cifar10``) alike, go through
+``read_tfds``: ``tfds.builder(name, file_format='array_record')``, prepare if needed,
+then ``as_data_source()`` and read every record into numpy. No TensorFlow needed.
+
+Nothing is cached in memory between calls; TFDS's files in ``data_dir`` are the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gradlab.registry import ConfigError, Registry
+
+MIN_STD = 1e-6
+_READ_CHUNK = 4096
+
+DataDir = str | os.PathLike | None
+
+
+class Dataset(NamedTuple):
+  """A classification dataset held as host numpy arrays.
+
+  Attributes:
+    name: the gradlab name it was loaded under.
+    x_train: float32 (N, *feature_shape), standardized with train statistics.
+    y_train: int32 (N,) class labels in [0, num_classes).
+    x_test: float32 (M, *feature_shape) standardized with TRAIN statistics; None if the
+      dataset has no test split.
+    y_test: int32 (M,) or None.
+    num_classes: number of classes.
+  """
+
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray | None
+  y_test: np.ndarray | None
+  num_classes: int
+
+
+DatasetLoader = Callable[[DataDir, int], Dataset]
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+class DatasetUnavailableError(ConfigError):
+  """A dataset is known but its data is neither on disk nor obtainable (e.g. offline)."""
+
+
+def dataset_names() -> list[str]:
+  """Sorted names accepted by `load_dataset`."""
+  return DATASETS.names()
+
+
+def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0) -> Dataset:
+  """Loads dataset `name` as standardized numpy arrays.
+
+  Args:
+    name: a registered name (see `dataset_names()`). Unknown names raise `ConfigError`
+      listing the known ones, before anything is read or generated.
+    data_dir: TFDS data directory; None means TFDS's default (``$TFDS_DATA_DIR`` or
+      ``~/tensorflow_datasets``). gradlab's builders prepare themselves there on first use.
+      Synthetic tasks ignore it.
+    seed: selects the draw of a synthetic task (teacher weights, blob centres, inputs).
+      TFDS datasets ignore it: their splits are fixed.
+
+  Returns:
+    A `Dataset`; x standardized with train statistics (see `feature_stats`).
+
+  Raises:
+    ConfigError: unknown name.
+    DatasetUnavailableError (a ConfigError): a catalog dataset (``mnist``,
+      ``fashion_mnist``, ``cifar10``) that is not prepared in ``data_dir`` and cannot be
+      downloaded and prepared here, e.g. on a machine without network. The attempt is
+      made once and its failure re-raised as this one-sentence error. Note that TFDS
+      encodes catalog images with TensorFlow while preparing, so prepare them once where
+      network and tensorflow are available (``tfds build mnist
+      --file_format=array_record --data_dir=DIR``) and copy DIR over; reading needs
+      neither.
+  """
+  loader = DATASETS.get(name)
+  return loader(data_dir, seed)
+
+
+def feature_stats(x_train: np.ndarray, min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:
+  """Train-split statistics used for standardization, shaped to broadcast against x.
+
+  Vector data (x of rank 2, shape (N, D)): a mean and std per feature. Image-like data
+  (rank >= 3, channels last, e.g. (N, H, W, C)): one mean and std per channel, pooled over
+  examples and positions, so constant border pixels are not blown up. Std is floored at
+  `min_std`.
+  """
+  axes = (0,) if x_train.ndim <= 2 else tuple(range(x_train.ndim - 1))
+  x64 = x_train.astype(np.float64)
+  mean = x64.mean(axis=axes, keepdims=True)
+  std = np.maximum(x64.std(axis=axes, keepdims=True), min_std)
+  return mean, std
+
+
+def standardize(
+  x_train: np.ndarray, x_test: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+  """Standardizes train and test with train statistics (`feature_stats`); float32 out."""
+  mean, std = feature_stats(x_train)
+
+  def apply(x: np.ndarray) -> np.ndarray:
+    return ((x - mean) / std).astype(np.float32)
+
+  return apply(x_train), None if x_test is None else apply(x_test)
+
+
+def make_dataset(
+  name: str,
+  x_train: np.ndarray,
+  y_train: np.ndarray,
+  x_test: np.ndarray | None,
+  y_test: np.ndarray | None,
+  num_classes: int,
+) -> Dataset:
+  """Builds a `Dataset` from raw arrays: standardizes x, casts labels to int32."""
+  xs_train, xs_test = standardize(
+    np.asarray(x_train), None if x_test is None else np.asarray(x_test)
+  )
+  return Dataset(
+    name=name,
+    x_train=xs_train,
+    y_train=np.asarray(y_train, dtype=np.int32),
+    x_test=xs_test,
+    y_test=None if y_test is None else np.asarray(y_test, dtype=np.int32),
+    num_classes=int(num_classes),
+  )
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+  """Runs TFDS preparation without side effects on the caller.
+
+  Silences TFDS progress bars, its stdout banner and absl warnings, and puts back
+  Python's and numpy's global RNG states, which TFDS (temp-dir names) and mnist1d
+  (``set_seed``) draw from or reseed. Everything is restored on exit.
+  """
+  import tensorflow_datasets as tfds
+  from absl import logging as absl_logging
+  from tensorflow_datasets.core.utils import tqdm_utils
+
+  bars_were_on = getattr(tqdm_utils, "_active", True)
+  verbosity = absl_logging.get_verbosity()
+  py_rng, np_rng = random.getstate(), np.random.get_state()  # noqa: NPY002
+  tfds.display_progress_bar(False)
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    absl_logging.set_verbosity(verbosity)
+    tfds.display_progress_bar(bars_were_on)
+    random.setstate(py_rng)
+    np.random.set_state(np_rng)  # noqa: NPY002
+
+
+def _read_split(source: Sequence[Any], feature_key: str, label_key: str) -> tuple[np.ndarray, ...]:
+  """Reads every record of an array_record data source, in its stored (stable) order."""
+  n = len(source)
+  xs, ys = [], []
+  for start in range(0, n, _READ_CHUNK):
+    records = source.__getitems__(list(range(start, min(n, start + _READ_CHUNK))))
+    xs.append(np.stack([np.asarray(r[feature_key], dtype=np.float32) for r in records]))
+    ys.append(np.asarray([r[label_key] for r in records], dtype=np.int32))
+  return np.concatenate(xs), np.concatenate(ys)
+
+
+def read_tfds(
+  tfds_name: str, data_dir: DataDir = None, display_name: str | None = None
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
+  """Prepares (if needed) and reads a TFDS dataset into raw, unstandardized numpy arrays.
+
+  The dataset is prepared with ``file_format='array_record'`` and read through
+  ``builder.as_data_source()``; records come back in their stored order, which TFDS
+  fixes from the example keys, so reading is deterministic run to run.
+
+  Args:
+    tfds_name: TFDS name, e.g. ``mnist`` or gradlab's ``gradlab_mnist1d``.
+    data_dir: TFDS data dir; None is TFDS's default.
+    display_name: the name used in error messages (defaults to `tfds_name`).
+
+  Returns:
+    ({split: (x float32 (N, *shape), y int32 (N,))}, num_classes).
+
+  Raises:
+    DatasetUnavailableError: not prepared and preparing failed (e.g. no network), or the
+      prepared files cannot be read as array_record.
+  """
+  import tensorflow_datasets as tfds
+
+  from gradlab.data import builders  # noqa: F401  (registers gradlab_* with TFDS)
+
+  name = display_name or tfds_name
+  where = os.fspath(data_dir) if data_dir is not None else "the default TFDS data dir"
+  own = tfds_name.startswith("gradlab_")
+  try:
+    with _quiet_tfds():
+      builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+      if not builder.is_prepared():
+        builder.download_and_prepare()
+  except Exception as e:  # any failure here means "not available"
+    how = "generated" if own else "downloaded and prepared"
+    raise DatasetUnavailableError(
+      f"dataset '{name}' is not prepared in {where} and could not be {how}: {type(e).__name__}: {e}"
+    ) from None
+
+  feature_key, label_key = builder.info.supervised_keys
+  try:
+    sources = builder.as_data_source()
+    splits = {
+      str(split): _read_split(source, feature_key, label_key) for split, source in sources.items()
+    }
+  except Exception as e:
+    raise DatasetUnavailableError(
+      f"dataset '{name}' in {builder.data_dir} could not be read as array_record: "
+      f"{type(e).__name__}: {e}"
+    ) from None
+  return splits, builder.info.features[label_key].num_classes
+
+
+def _load_tfds_dataset(data_dir: DataDir, seed: int, *, name: str, tfds_name: str) -> Dataset:
+  """Loader for a TFDS-backed name: fixed splits, so `seed` is unused."""
+  del seed
+  splits, num_classes = read_tfds(tfds_name, data_dir, display_name=name)
+  if "train" not in splits:
+    raise DatasetUnavailableError(f"dataset '{name}' has no 'train' split; has {sorted(splits)}")
+  x_test, y_test = splits.get("test", (None, None))
+  return make_dataset(name, *splits["train"], x_test, y_test, num_classes)
+
+
+# gradlab name -> TFDS name. gradlab_* are gradlab's offline builders (builders.py);
+# the others are TFDS catalog datasets, which need network the first time.
+TFDS_NAMES = {
+  "mnist1d": "gradlab_mnist1d",
+  "digits": "gradlab_digits",
+  "mnist": "mnist",
+  "fashion_mnist": "fashion_mnist",
+  "cifar10": "cifar10",
+}
+
+for _name, _tfds_name in TFDS_NAMES.items():
+  DATASETS.register(_name)(functools.partial(_load_tfds_dataset, name=_name, tfds_name=_tfds_name))

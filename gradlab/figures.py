@@ -1,0 +1,25 @@
+"""Draws every figure and the report of a sweep folder from its saved results."""
+
+from __future__ import annotations
+
+import os
+
+from gradlab import plots, report, results
+from gradlab.registry import ConfigError
+
+
+def draw_all(workdir: str) -> dict[str, str]:
+  """Writes regime_map.png, final_loss.png and report.md; returns {name: path}."""
+  meta = results.read_config(workdir)
+  df = results.load(workdir)
+  if df.empty:
+    raise ConfigError(f"'{workdir}' holds no finished runs yet; nothing to draw")
+  axes = list(meta.get("axes", []))
+  figures: dict[str, str] = {}
+  if axes:
+    figures["regime map"] = plots.regime_map(df, axes, os.path.join(workdir, "regime_map.png"))
+    figures["final loss"] = plots.final_loss_map(df, axes,
+                                                 os.path.join(workdir, "final_loss.png"))
+  rel = {name: os.path.basename(path) for name, path in figures.items()}
+  figures["report"] = report.write_report(workdir, df, axes, rel)
+  return figures

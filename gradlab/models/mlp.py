@@ -1,0 +1,64 @@
+"""A fully connected network: the model of the mean-field signal-propagation papers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from gradlab.models.activations import ACTIVATIONS
+from gradlab.models.init import INIT_FAMILIES, unit_bias_init
+from gradlab.models.registry import MODELS
+
+
+class MLP(nn.Module):
+  """depth hidden Dense layers of `width` units, then a Dense readout.
+
+  Layer i is ``dense_i`` (optionally followed by LayerNorm ``norm_i``) and the
+  activation; the readout is ``readout``. Inputs are flattened. All kernels come from
+  the unit-scale `init_family`; `gradlab.models.init.scale_params` applies sigma_w,
+  sigma_b (the readout included, as in the mean-field papers).
+  """
+
+  depth: int
+  width: int
+  num_outputs: int
+  activation: str = "tanh"
+  layer_norm: bool = False
+  use_bias: bool = True
+  init_family: str = "lecun"
+
+  @nn.compact
+  def __call__(self, x_BxF: jax.Array) -> jax.Array:
+    act = ACTIVATIONS.get(self.activation)
+    kernel_init = INIT_FAMILIES.get(self.init_family)
+    h = x_BxF.reshape(x_BxF.shape[0], -1)
+    for i in range(self.depth):
+      h = nn.Dense(self.width, self.use_bias, kernel_init=kernel_init, bias_init=unit_bias_init,
+                   name=f"dense_{i}")(h)
+      if self.layer_norm:
+        h = nn.LayerNorm(name=f"norm_{i}")(h)
+      h = act(h)
+    return nn.Dense(self.num_outputs, self.use_bias, kernel_init=kernel_init,
+                    bias_init=unit_bias_init, name="readout")(h)
+
+
+def mlp_layer_names(depth: int) -> list[str]:
+  return [f"dense_{i}" for i in range(depth)] + ["readout"]
+
+
+@MODELS.register("mlp")
+def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> tuple[nn.Module, list[str]]:
+  model = MLP(
+    depth=int(model_cfg.depth),
+    width=int(model_cfg.width),
+    num_outputs=num_outputs,
+    activation=model_cfg.activation,
+    layer_norm=bool(model_cfg.layer_norm),
+    use_bias=bool(model_cfg.use_bias),
+    init_family=init_family,
+  )
+  return model, mlp_layer_names(int(model_cfg.depth))
+
+

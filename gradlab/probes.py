@@ -1,0 +1,78 @@
+"""Per-step measurements, cheap enough to run inside the training scan.
+
+Two pieces, each a pure function over pytrees:
+
+- `measure`: the probe record of one logged step (loss, global and per-layer gradient
+  norm, parameter norm, update norm, a finite flag).
+- `Tracker`: a small functional state updated EVERY step (not only logged ones), so the
+  first non-finite step and the explosion step are exact, not rounded to `log_every`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
+  """The L2 norm of each named top-level sub-tree, in `layer_names` order: shape (L,)."""
+  return jnp.stack([optax.global_norm(tree[name]) for name in layer_names])
+
+
+def all_finite(tree: Any) -> jax.Array:
+  leaves = jax.tree_util.tree_leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
+            layer_names: Sequence[str]) -> dict[str, jax.Array]:
+  """The probe record of one step; `params` are the parameters before the update."""
+  return {
+    "loss": loss,
+    "grad_norm": optax.global_norm(grads),
+    "grad_norm_by_layer": layer_norms(grads, layer_names),
+    "param_norm": optax.global_norm(params),
+    "update_norm": optax.global_norm(updates),
+    "finite": jnp.isfinite(loss) & all_finite(grads),
+  }
+
+
+class Tracker(NamedTuple):
+  """Running summary of the per-step loss and gradient norm.
+
+  first_nonfinite_step: first step whose loss or gradient norm is not finite (-1: none)
+  explosion_step: first step whose gradient norm exceeds explode_factor times the
+    step-0 gradient norm (-1: none)
+  initial_grad_norm: gradient norm at step 0
+  max_grad_norm: largest finite gradient norm seen
+  final_grad_norm: gradient norm at the last step taken
+  """
+
+  first_nonfinite_step: jax.Array
+  explosion_step: jax.Array
+  initial_grad_norm: jax.Array
+  max_grad_norm: jax.Array
+  final_grad_norm: jax.Array
+
+
+def tracker_init() -> Tracker:
+  minus_one = jnp.array(-1, jnp.int32)
+  zero = jnp.array(0.0, jnp.float32)
+  return Tracker(minus_one, minus_one, zero, zero, zero)
+
+
+def tracker_update(state: Tracker, step: jax.Array, loss: jax.Array, grad_norm: jax.Array,
+                   explode_factor: float) -> Tracker:
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  g0 = jnp.where(step == 0, grad_norm, state.initial_grad_norm)
+  first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, step,
+                        state.first_nonfinite_step)
+  exploded = finite & (grad_norm > explode_factor * g0)
+  explosion = jnp.where((state.explosion_step < 0) & exploded, step, state.explosion_step)
+  max_norm = jnp.where(finite, jnp.maximum(state.max_grad_norm, grad_norm), state.max_grad_norm)
+  return Tracker(first_bad.astype(jnp.int32), explosion.astype(jnp.int32), g0, max_norm,
+                 grad_norm.astype(jnp.float32))

@@ -1,0 +1,79 @@
+"""Labels a training run's regime from its trajectory summary.
+
+The rule, applied in this order (thresholds from the config's ``regimes`` section):
+
+1. ``diverged``  -- some step's loss or gradient norm was non-finite (NaN or inf).
+   ``first_nonfinite_step`` records the first such step.
+2. ``exploding`` -- everything stayed finite, but the gradient norm grew past
+   ``explode_factor`` times its step-0 value (``explosion_step`` records the first step
+   it did), or the final loss is above the initial loss.
+3. ``stalled``   -- finite and not exploding, but the loss fell by less than the fraction
+   ``stall_fraction`` below its reference: final_loss > (1 - stall_fraction) * reference,
+   with reference = min(initial_loss, chance_loss). ``chance_loss`` is the loss of the
+   best constant predictor (the entropy of the training labels, log(K) for K balanced
+   classes), so a network that starts with huge logits and only learns to shrink them
+   back to chance is stalled, not trained.
+4. ``trained``   -- the rest.
+
+``initial_loss`` and ``final_loss`` are measured on a fixed slice of the training split
+(``train.eval_size`` examples) at init and after the last step, so minibatch noise does
+not decide a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+REGIMES: tuple[str, ...] = ("trained", "stalled", "exploding", "diverged")
+
+
+def summarize(loss: np.ndarray, grad_norm: np.ndarray, explode_factor: float) -> dict[str, Any]:
+  """A summary of a per-step trajectory, the same one the training scan tracks.
+
+  `loss[t]` and `grad_norm[t]` belong to step t. initial/final loss are loss[0], loss[-1].
+  """
+  loss = np.asarray(loss, np.float64)
+  grad_norm = np.asarray(grad_norm, np.float64)
+  finite = np.isfinite(loss) & np.isfinite(grad_norm)
+  bad = np.flatnonzero(~finite)
+  g0 = grad_norm[0]
+  blown = np.flatnonzero(finite & (grad_norm > explode_factor * g0))
+  return {
+    "first_nonfinite_step": int(bad[0]) if bad.size else -1,
+    "explosion_step": int(blown[0]) if blown.size else -1,
+    "initial_grad_norm": float(g0),
+    "max_grad_norm": float(grad_norm[finite].max()) if finite.any() else float("nan"),
+    "initial_loss": float(loss[0]),
+    "final_loss": float(loss[-1]),
+  }
+
+
+def chance_loss(labels: np.ndarray, num_classes: int) -> float:
+  """Cross-entropy of the best constant predictor: the entropy of the label marginal."""
+  p = np.bincount(np.asarray(labels).ravel(), minlength=num_classes) / np.size(labels)
+  p = p[p > 0]
+  return float(-(p * np.log(p)).sum())
+
+
+def classify(summary: Mapping[str, Any], explode_factor: float, stall_fraction: float,
+             chance: float = np.inf) -> np.ndarray:
+  """Vectorized labels: every value of `summary` is a scalar or an array of runs.
+
+  Needs first_nonfinite_step, initial_grad_norm, max_grad_norm, initial_loss, final_loss;
+  `chance` is `chance_loss` of the task (inf: judge against the initial loss alone).
+  """
+  first_bad = np.asarray(summary["first_nonfinite_step"])
+  g0 = np.asarray(summary["initial_grad_norm"], np.float64)
+  gmax = np.asarray(summary["max_grad_norm"], np.float64)
+  l0 = np.asarray(summary["initial_loss"], np.float64)
+  l1 = np.asarray(summary["final_loss"], np.float64)
+  with np.errstate(invalid="ignore"):
+    diverged = (first_bad >= 0) | ~np.isfinite(l1) | ~np.isfinite(l0)
+    exploding = (gmax > explode_factor * g0) | (l1 > l0)
+    stalled = l1 > (1.0 - stall_fraction) * np.minimum(l0, chance)
+  labels = np.where(diverged, "diverged",
+                    np.where(exploding, "exploding", np.where(stalled, "stalled", "trained")))
+  return labels.astype(object)
