@@ -10,7 +10,7 @@ and issues rely on the names):
 - ``optimizer``: name, learning_rate, momentum, b1, b2, eps, weight_decay, decay, clip
   (global-norm threshold; 0 turns the clip stage off)
 - ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
-- ``train``: steps, log_every, seed, eval_size
+- ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms)
 - ``regimes``: explode_factor, stall_fraction (see `gradlab.regimes`)
 - ``sweep``: axes (dotted key -> list of values), chunk_size (0 = whole group)
 
@@ -76,7 +76,9 @@ def base_config() -> mlc.ConfigDict:
     )
   )
   c.data = mlc.ConfigDict(dict(name="mnist1d", data_dir="", batch_size=64))
-  c.train = mlc.ConfigDict(dict(steps=300, log_every=10, seed=0, eval_size=1024))
+  c.train = mlc.ConfigDict(
+    dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True)
+  )
   c.regimes = mlc.ConfigDict(dict(explode_factor=100.0, stall_fraction=0.05))
   c.sweep = mlc.ConfigDict(dict(chunk_size=0))
   c.sweep["axes"] = make_axes()

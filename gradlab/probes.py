@@ -20,6 +20,8 @@ import optax
 
 def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
   """The L2 norm of each named top-level sub-tree, in `layer_names` order: shape (L,)."""
+  if not layer_names:
+    return jnp.zeros((0,), jnp.float32)
   return jnp.stack([optax.global_norm(tree[name]) for name in layer_names])
 
 

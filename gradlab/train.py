@@ -92,6 +92,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   n_logs, tail = divmod(steps, log_every)
   batch_size = int(cfg.data.batch_size)
   explode_factor = float(cfg.regimes.explode_factor)
+  probed_layers = layer_names if cfg.train.layer_probes else []
 
   def loss_fn(params, x, y):
     return cross_entropy(model.apply({"params": params}, x), y)
@@ -111,7 +112,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       updates, opt_state = tx.update(grads, opt_state, params)
       tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
                                       explode_factor)
-      record = probes.measure(loss, grads, params, updates, layer_names) if probe else None
+      record = probes.measure(loss, grads, params, updates, probed_layers) if probe else None
       return (optax.apply_updates(params, updates), opt_state, tracker), record
 
     def plain_steps(carry, first: jax.Array, count: int):
