@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import difflib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import ml_collections as mlc
 import numpy as np
 from absl import flags
+from ml_collections import config_flags
 
 from gradlab.config import make_axes
 from gradlab.registry import ConfigError
@@ -65,10 +67,62 @@ def apply_axes(cfg: mlc.ConfigDict, specs: Sequence[str]) -> mlc.ConfigDict:
   return cfg
 
 
+def check_overrides_not_swept(cfg: mlc.ConfigDict, argv: Sequence[str]) -> None:
+  """A --config.KEY=... override of a swept KEY would be silently ignored: refuse it."""
+  for arg in argv:
+    if arg.startswith("--config.") and "=" in arg:
+      key = arg[len("--config."):].split("=", 1)[0]
+      if key in cfg.sweep.axes:
+        raise ConfigError(f"'{key}' is a sweep axis of this config, so --config.{key} would "
+                          f"be ignored; set its values with --axis={key}=v1,v2,...")
+
+
 def default_workdir(config_path: str) -> str:
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   name = os.path.splitext(os.path.basename(config_path or "default"))[0]
   return os.path.join("runs", f"{stamp}-{name}")
+
+
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).replace("\\n", " ").split())
+
+
+def _check_override_keys(argv: Sequence[str]) -> None:
+  """--config.KEY=... must name a key of gradlab's config schema."""
+  from gradlab import config as config_lib
+
+  known = config_lib.flatten(config_lib.base_config())
+  for arg in argv:
+    if arg.startswith("--config.") and "=" in arg:
+      key = arg[len("--config."):].split("=", 1)[0]
+      if key not in known:
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flags_parser: --config defaults to configs/default.py; any flag or config error
+  (unknown key, bad value, missing file) is one line on stderr and exit status 2."""
+  if not any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
+    argv = [argv[0], f"--config={DEFAULT_CONFIG}", *argv[1:]]
+  try:
+    path = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+    if path is not None and not os.path.isfile(path.split(":")[0]):
+      raise ConfigError(f"config file '{path}' does not exist")
+    _check_override_keys(argv)
+    rest = flags.FLAGS(argv)
+    _ = flags.FLAGS.config.model  # a config file that failed to load raises here
+    return rest
+  except ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+  except Exception as e:  # noqa: BLE001 - absl and ml_collections raise many kinds
+    print(f"error: {_one_line(e) or type(e).__name__}", file=sys.stderr)
+  sys.exit(2)
+
+
+def config_path() -> str:
+  return config_flags.get_config_filename(flags.FLAGS["config"])
 
 
 def run_cleanly(main: Callable[[], int | None]) -> int:

@@ -20,8 +20,8 @@ from ml_collections import config_flags
 
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", cli.DEFAULT_CONFIG, "Config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (default: configs/default.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "", "Output folder (default: runs/<time>-<config>).")
 _AXIS = cli.define_axis_flag()
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
@@ -29,11 +29,14 @@ _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
 
 def _main() -> int:
   from gradlab.figures import draw_all
-  from gradlab.sweep import run_sweep
+  from gradlab.sweep import make_plan, run_sweep
 
+  cli.check_overrides_not_swept(_CONFIG.value, sys.argv)
   cfg = cli.apply_axes(_CONFIG.value, _AXIS.value)
-  workdir = _WORKDIR.value or cli.default_workdir(config_flags.get_config_filename(_CONFIG))
-  print(f"gradlab sweep -> {workdir}", flush=True)
+  workdir = _WORKDIR.value or cli.default_workdir(cli.config_path())
+  plan = make_plan(cfg)  # every validation error surfaces here, before any output
+  print(f"gradlab sweep: {plan.n_points} runs in {len(plan.groups)} groups -> {workdir}",
+        flush=True)
   stats = run_sweep(cfg, workdir, progress=not _QUIET.value)
   figures = draw_all(workdir)
   print(f"{stats.n_points} runs ({stats.n_skipped} already done) in {stats.n_groups} groups, "
@@ -51,4 +54,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
