@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Runs a gradlab sweep on a Cloud TPU VM or pod slice.
+#
+#   scripts/tpu_vm.sh create --name=gl --zone=us-central2-b --type=v4-32
+#   scripts/tpu_vm.sh setup  --name=gl --zone=us-central2-b
+#   scripts/tpu_vm.sh run    --name=gl --zone=us-central2-b --config=configs/default.py \
+#                            --workdir=runs/tpu1 [--bucket=gs://my-bucket/gradlab] [-- EXTRA FLAGS]
+#   scripts/tpu_vm.sh fetch  --name=gl --zone=us-central2-b --workdir=runs/tpu1 [--bucket=...]
+#   scripts/tpu_vm.sh delete --name=gl --zone=us-central2-b
+#
+# --dry-run prints every command instead of running it. setup and run go to every worker
+# (--worker=all): each host runs the same sweep with --multihost, feeds and writes only
+# its own shard of each chunk, and `gradlab.results.load` merges the shards. fetch copies
+# the workdir back: from the bucket when --bucket is given (every worker synced its shard
+# there), else from each worker 0..N-1 in turn (--workers=N, default 1), since each
+# worker's chunk files stay on that worker.
+set -euo pipefail
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+
+cmd="${1:-}"; [[ -n "$cmd" ]] || usage 2; shift
+[[ "$cmd" != "-h" && "$cmd" != "--help" ]] || usage 0
+name="gradlab"; zone=""; type="v4-8"; version="tpu-ubuntu2204-base"; project=""
+config="configs/default.py"; workdir=""; bucket=""; workers=1; dry=0; extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --name=*) name="${1#*=}" ;;
+    --zone=*) zone="${1#*=}" ;;
+    --type=*) type="${1#*=}" ;;
+    --version=*) version="${1#*=}" ;;
+    --project=*) project="${1#*=}" ;;
+    --config=*) config="${1#*=}" ;;
+    --workdir=*) workdir="${1#*=}" ;;
+    --bucket=*) bucket="${1#*=}" ;;
+    --workers=*) workers="${1#*=}" ;;
+    --dry-run) dry=1 ;;
+    -h|--help) usage 0 ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "error: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ -n "$zone" ]] || { echo "error: --zone is required" >&2; exit 2; }
+
+gc=(gcloud compute tpus tpu-vm)
+where=(--zone="$zone"); [[ -z "$project" ]] || where+=(--project="$project")
+
+run() {  # prints, then runs unless --dry-run
+  printf '%q ' "$@"; printf '\n'
+  [[ "$dry" == 1 ]] || "$@"
+}
+
+remote_workdir() {
+  [[ -n "$workdir" ]] || { echo "error: --workdir is required for $cmd" >&2; exit 2; }
+  echo "gradlab/$workdir"
+}
+
+case "$cmd" in
+  create)
+    run "${gc[@]}" create "$name" "${where[@]}" --accelerator-type="$type" --version="$version"
+    ;;
+  setup)
+    run "${gc[@]}" scp --recurse --worker=all "${where[@]}" \
+      "$(cd "$(dirname "$0")/.." && pwd)" "$name":gradlab
+    run "${gc[@]}" ssh "$name" --worker=all "${where[@]}" --command \
+      "cd gradlab && pip install -q -r requirements.txt && pip install -q -U 'jax[tpu]'"
+    ;;
+  run)
+    wd="$(remote_workdir)"
+    sweep="cd gradlab && python -m experiments.sweep --multihost --quiet --config=$config --workdir=${wd#gradlab/}"
+    [[ ${#extra[@]} -eq 0 ]] || sweep+=" $(printf '%q ' "${extra[@]}")"
+    [[ -z "$bucket" ]] || sweep+=" && gsutil -m rsync -r ${wd#gradlab/} $bucket/$workdir"
+    run "${gc[@]}" ssh "$name" --worker=all "${where[@]}" --command "$sweep"
+    ;;
+  fetch)
+    wd="$(remote_workdir)"
+    mkdir -p "$(dirname "$workdir")"
+    if [[ -n "$bucket" ]]; then
+      run gsutil -m rsync -r "$bucket/$workdir" "$workdir"
+    else
+      for ((w = 0; w < workers; w++)); do
+        run "${gc[@]}" scp --recurse --worker="$w" "${where[@]}" "$name:$wd" "$(dirname "$workdir")/"
+      done
+    fi
+    ;;
+  delete)
+    run "${gc[@]}" delete "$name" "${where[@]}" --quiet
+    ;;
+  *) echo "error: unknown subcommand '$cmd'; known: create, setup, run, fetch, delete" >&2; exit 2 ;;
+esac
