@@ -1,0 +1,117 @@
+"""Gradient remedies as chain stages: clipping family and decoupled weight decay.
+
+Each stage is a pure optax (init, update) pair whose threshold may be a traced scalar
+(it is closed over, so the stage must be built inside the traced function, which
+`gradlab.optim.build_optimizer` does). The clipping stages hold no state (EmptyState)
+and go BEFORE the base optimizer; `decoupled_weight_decay` goes AFTER it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gradlab.optim.registry import inject
+
+
+def _scale_to_norm(tree: Any, norm: jax.Array, max_norm: Any) -> Any:
+  """tree * min(1, max_norm / norm): leaves a norm <= max_norm as it is."""
+  over = norm > max_norm
+  scale = jnp.where(over, max_norm / jnp.where(over, norm, 1.0), 1.0)
+  return jax.tree.map(lambda g: (g * scale).astype(g.dtype), tree)
+
+
+def clip_by_global_norm(max_norm: Any) -> optax.GradientTransformation:
+  """Global-norm clipping (Pascanu, Mikolov and Bengio 2013, "On the difficulty of
+  training recurrent neural networks", Algorithm 1): g <- g * min(1, c / ||g||), with
+  ||g|| the L2 norm over every leaf, so the new norm is exactly min(||g||, c).
+  State: none."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    return _scale_to_norm(updates, optax.global_norm(updates), max_norm), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def clip_by_value(max_value: Any) -> optax.GradientTransformation:
+  """Value clipping: every gradient entry clipped to [-c, c] (Mikolov 2012, thesis
+  Section 3.2.2; Pascanu et al. 2013 Section 3.2). State: none."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda g: jnp.clip(g, -max_value, max_value), updates), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def unitwise_norm(x: jax.Array) -> jax.Array:
+  """The L2 norm of each unit of `x`, broadcastable against `x` (Brock et al. 2021).
+
+  A unit is an output unit: vectors and scalars are one unit; a 2-D (fan_in, fan_out)
+  kernel or 3-D multi-head kernel has units along its last axes, normed over axis 0;
+  a conv kernel (H, W, ..., fan_in, fan_out) is normed over every axis but the last.
+  """
+  if x.ndim <= 1:
+    return jnp.sqrt(jnp.sum(jnp.square(x)))
+  axes = (0,) if x.ndim <= 3 else tuple(range(x.ndim - 1))
+  return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
+
+
+def adaptive_clip(clip: Any, eps: float = 1e-3) -> optax.GradientTransformation:
+  """Adaptive gradient clipping, unit-wise (Brock, De, Smith and Simonyan 2021,
+  "High-performance large-scale image recognition without normalization", eq. 2-3):
+  for each unit i of each parameter W with gradient G,
+      G_i <- lambda * (||W_i||* / ||G_i||) * G_i   if ||G_i|| / ||W_i||* > lambda,
+  with ||W_i||* = max(||W_i||, eps) (eps = 1e-3 in the paper) and lambda = `clip`.
+  Needs ``params`` in ``update``. State: none."""
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("adaptive_clip needs params: call update(grads, state, params)")
+
+    def clip_leaf(g, p):
+      max_norm = clip * jnp.maximum(unitwise_norm(p), eps)
+      g_norm = unitwise_norm(g)
+      clipped = g * (max_norm / jnp.maximum(g_norm, 1e-6))
+      return jnp.where(g_norm > max_norm, clipped, g).astype(g.dtype)
+
+    return jax.tree.map(clip_leaf, updates, params), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def clip_by_layer_norm(max_norm: Any) -> optax.GradientTransformation:
+  """Per-layer norm clipping: the gradient of each top-level entry of the parameter
+  dict (a layer, e.g. 'dense_0' with its kernel and bias) is rescaled on its own to
+  norm min(||g_layer||, c) (the layer-wise variant of Pascanu et al. 2013's rule). A
+  pytree that is not a mapping is one layer. State: none."""
+
+  def update_fn(updates, state, params=None):
+    del params
+    if not isinstance(updates, Mapping):
+      return _scale_to_norm(updates, optax.global_norm(updates), max_norm), state
+    out = {k: _scale_to_norm(v, optax.global_norm(v), max_norm) for k, v in updates.items()}
+    if not isinstance(updates, dict):  # e.g. a flax FrozenDict
+      out = type(updates)(out)
+    return out, state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def _decayed_weights(learning_rate: Any, weight_decay: Any) -> optax.GradientTransformation:
+  return optax.add_decayed_weights(-learning_rate * weight_decay)
+
+
+def decoupled_weight_decay(learning_rate: Any, weight_decay: Any
+                           ) -> optax.GradientTransformationExtraArgs:
+  """Decoupled weight decay (Loshchilov and Hutter 2019, "Decoupled weight decay
+  regularization", Algorithm 2 line 12) as a stage AFTER the base optimizer:
+  u <- u - lr_t * weight_decay * p, with lr_t the (possibly scheduled) learning rate.
+  Built with ``optax.add_decayed_weights`` under ``inject_hyperparams``; state: the
+  injected hyperparameters (and the schedule's step count)."""
+  return inject(_decayed_weights, learning_rate=learning_rate, weight_decay=weight_decay)
