@@ -7,8 +7,12 @@ and issues rely on the names):
 - ``init``: family, sigma_w, sigma_b. ``sigma_w`` is the weight SCALE (a standard
   deviation multiplier: W = sigma_w * W_unit / sqrt(fan_in) for LeCun), not the
   variance sigma_w^2 of the mean-field papers.
-- ``optimizer``: name, learning_rate, momentum, b1, b2, eps, weight_decay, decay, clip
-  (global-norm threshold; 0 turns the clip stage off)
+- ``optimizer``: name, remedies ('+'-separated remedy names, e.g. 'agc+skip_nonfinite';
+  '' or 'none' for none), schedule (constant, linear_warmup, warmup_cosine), and the
+  numbers of `OPTIMIZER_NUMBERS`: learning_rate, momentum, b1, b2, b3, alpha, eps,
+  weight_decay, decay, decay_rate, clip (global-norm threshold; 0 turns the clip stage
+  off), clip_value, agc_clip, layer_clip, spike_factor, spike_decay, warmup_steps,
+  decay_steps (0 = train.steps), average_start, average_every
 - ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
 - ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms)
 - ``regimes``: explode_factor, stall_fraction (see `gradlab.regimes`)
@@ -27,19 +31,18 @@ from typing import Any
 
 import ml_collections as mlc
 
+from gradlab.optim.registry import HPARAM_DEFAULTS
 from gradlab.registry import ConfigError
+
+# The optimizer section's numbers: every key the optimizer zoo, remedies, schedules and
+# Gadam read (gradlab.optim.HPARAM_DEFAULTS), with the config's own defaults. ``clip`` is
+# 0 here: a positive value switches the global-norm stage on.
+OPTIMIZER_NUMBERS: dict[str, float] = {**HPARAM_DEFAULTS, "clip": 0.0, "decay_steps": 0.0}
 
 TRACED_KEYS: tuple[str, ...] = (
   "init.sigma_w",
   "init.sigma_b",
-  "optimizer.learning_rate",
-  "optimizer.momentum",
-  "optimizer.b1",
-  "optimizer.b2",
-  "optimizer.eps",
-  "optimizer.weight_decay",
-  "optimizer.decay",
-  "optimizer.clip",
+  *(f"optimizer.{k}" for k in OPTIMIZER_NUMBERS),
   "train.seed",
 )
 
@@ -63,17 +66,7 @@ def base_config() -> mlc.ConfigDict:
   )
   c.init = mlc.ConfigDict(dict(family="lecun", sigma_w=1.0, sigma_b=0.0))
   c.optimizer = mlc.ConfigDict(
-    dict(
-      name="adam",
-      learning_rate=1e-3,
-      momentum=0.9,
-      b1=0.9,
-      b2=0.999,
-      eps=1e-8,
-      weight_decay=0.0,
-      decay=0.9,
-      clip=0.0,
-    )
+    dict(name="adam", remedies="", schedule="constant", **OPTIMIZER_NUMBERS)
   )
   c.data = mlc.ConfigDict(dict(name="mnist1d", data_dir="", batch_size=64))
   c.train = mlc.ConfigDict(
@@ -184,11 +177,32 @@ def check_keys(cfg: mlc.ConfigDict) -> None:
 
 
 _POSITIVE = ("model.depth", "model.width", "optimizer.learning_rate", "train.steps",
-             "train.log_every", "regimes.explode_factor")
+             "train.log_every", "regimes.explode_factor", "optimizer.clip_value",
+             "optimizer.agc_clip", "optimizer.layer_clip", "optimizer.spike_factor",
+             "optimizer.average_every", "optimizer.decay_rate")
 _NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", "optimizer.clip", "optimizer.eps",
-                 "optimizer.weight_decay", "data.batch_size", "train.eval_size",
-                 "train.seed", "regimes.stall_fraction")
-_UNIT_INTERVAL = ("optimizer.momentum", "optimizer.b1", "optimizer.b2", "optimizer.decay")
+                 "optimizer.weight_decay", "optimizer.alpha", "optimizer.warmup_steps",
+                 "optimizer.decay_steps", "optimizer.average_start", "data.batch_size",
+                 "train.eval_size", "train.seed", "regimes.stall_fraction")
+_UNIT_INTERVAL = ("optimizer.momentum", "optimizer.b1", "optimizer.b2", "optimizer.b3",
+                  "optimizer.decay", "optimizer.spike_decay")
+
+
+def traced_values(flat: Mapping[str, Any]) -> dict[str, float]:
+  """The traced numbers of one flattened point, by short name (the key's last part).
+
+  ``optimizer.decay_steps = 0`` resolves to ``train.steps`` here, in one place.
+  """
+  out = {dotted.split(".")[-1]: float(flat[dotted]) for dotted in TRACED_KEYS}
+  if out["decay_steps"] <= 0:
+    out["decay_steps"] = float(flat["train.steps"])
+  return out
+
+
+def parse_remedies(text: str) -> tuple[str, ...]:
+  """'agc+skip_nonfinite' -> ('agc', 'skip_nonfinite'); '' and 'none' -> ()."""
+  names = tuple(n.strip() for n in str(text).split("+") if n.strip())
+  return () if names in ((), ("none",)) else names
 
 
 def check_values(point: Mapping[str, Any]) -> None:

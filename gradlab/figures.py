@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 
-from gradlab import plots, report, results
+from gradlab import compare, plots, report, results
 from gradlab.registry import ConfigError
 
 
 def draw_all(workdir: str) -> dict[str, str]:
-  """Writes regime_map.png, final_loss.png and report.md; returns {name: path}."""
+  """Writes regime_map.png, final_loss.png, report.md and, for a sweep with an optimizer
+  and a learning-rate axis, stable_lr.png; returns {name: path}."""
   meta = results.read_config(workdir)
   df = results.load(workdir)
   if df.empty:
@@ -20,6 +21,10 @@ def draw_all(workdir: str) -> dict[str, str]:
     figures["regime map"] = plots.regime_map(df, axes, os.path.join(workdir, "regime_map.png"))
     figures["final loss"] = plots.final_loss_map(df, axes,
                                                  os.path.join(workdir, "final_loss.png"))
+  extra = ""
+  if compare.applies(axes):
+    figures["stable lr"] = compare.stable_lr_plot(df, axes, os.path.join(workdir, "stable_lr.png"))
+    extra = compare.optimizer_section(df, axes)
   rel = {name: os.path.basename(path) for name, path in figures.items()}
-  figures["report"] = report.write_report(workdir, df, axes, rel)
+  figures["report"] = report.write_report(workdir, df, axes, rel, extra=extra)
   return figures

@@ -3,7 +3,10 @@
 The rule, applied in this order (thresholds from the config's ``regimes`` section):
 
 1. ``diverged``  -- some step's loss or gradient norm was non-finite (NaN or inf).
-   ``first_nonfinite_step`` records the first such step.
+   ``first_nonfinite_step`` records the first such step. Exception: a run whose chain
+   has a skip guard (``skip_nonfinite``, ``loss_spike``) that skipped steps
+   (``skipped_steps > 0``) and whose final loss is finite survived its non-finite steps;
+   it is judged by the rules below (the step is still recorded).
 2. ``exploding`` -- everything stayed finite, but the gradient norm grew past
    ``explode_factor`` times its step-0 value (``explosion_step`` records the first step
    it did), or the final loss is above the initial loss.
@@ -63,7 +66,8 @@ def classify(summary: Mapping[str, Any], explode_factor: float, stall_fraction: 
   """Vectorized labels: every value of `summary` is a scalar or an array of runs.
 
   Needs first_nonfinite_step, initial_grad_norm, max_grad_norm, initial_loss, final_loss;
-  `chance` is `chance_loss` of the task (inf: judge against the initial loss alone).
+  skipped_steps is optional (0); `chance` is `chance_loss` of the task (inf: judge
+  against the initial loss alone).
   """
   first_bad = np.asarray(summary["first_nonfinite_step"])
   g0 = np.asarray(summary["initial_grad_norm"], np.float64)
@@ -71,7 +75,9 @@ def classify(summary: Mapping[str, Any], explode_factor: float, stall_fraction: 
   l0 = np.asarray(summary["initial_loss"], np.float64)
   l1 = np.asarray(summary["final_loss"], np.float64)
   with np.errstate(invalid="ignore"):
-    diverged = (first_bad >= 0) | ~np.isfinite(l1) | ~np.isfinite(l0)
+    skipped = np.asarray(summary.get("skipped_steps", 0))
+    survived = (skipped > 0) & np.isfinite(l1)
+    diverged = ((first_bad >= 0) & ~survived) | ~np.isfinite(l1) | ~np.isfinite(l0)
     exploding = (gmax > explode_factor * g0) | (l1 > l0)
     stalled = l1 > (1.0 - stall_fraction) * np.minimum(l0, chance)
   labels = np.where(diverged, "diverged",

@@ -25,10 +25,10 @@ import ml_collections as mlc
 import optax
 
 from gradlab import probes
-from gradlab.config import TRACED_KEYS
+from gradlab.config import TRACED_KEYS, flatten, parse_remedies, traced_values
 from gradlab.data import sample_batch
 from gradlab.models import MODELS, scale_params
-from gradlab.optim import build_optimizer
+from gradlab.optim import build_optimizer, eval_params, skip_count
 
 HPARAM_NAMES: tuple[str, ...] = tuple(k.split(".")[-1] for k in TRACED_KEYS)
 
@@ -55,19 +55,17 @@ class Trajectory(NamedTuple):
   update_norm: jax.Array         # (n_logs,)
   finite: jax.Array              # (n_logs,) bool
   initial_loss: jax.Array        # eval-slice loss at init
-  final_loss: jax.Array          # eval-slice loss after the last step
+  final_loss: jax.Array          # eval-slice loss after the last step, with the
+                                 # optimizer's evaluation params (gradlab.optim.eval_params)
   test_loss: jax.Array           # NaN where there is no test split
   test_accuracy: jax.Array
+  skipped_steps: jax.Array       # steps a skip_nonfinite / loss_spike guard skipped
   tracker: probes.Tracker
 
 
 def hparams_from_config(cfg: mlc.ConfigDict) -> dict[str, float]:
   """The traced numbers of one config, by short name."""
-  out = {}
-  for dotted, short in zip(TRACED_KEYS, HPARAM_NAMES, strict=True):
-    section, key = dotted.split(".")
-    out[short] = float(cfg[section][key])
-  return out
+  return traced_values(flatten(cfg))
 
 
 def make_data_arrays(dataset: Any, eval_size: int) -> DataArrays:
@@ -87,7 +85,10 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
               ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], Trajectory]:
   """Builds run(hparams, key, data) -> Trajectory for the static structure of `cfg`."""
   model, layer_names = MODELS.get(cfg.model.name)(cfg.model, cfg.init.family, num_classes)
-  make_tx = build_optimizer(cfg.optimizer.name, clip_enabled=cfg.optimizer.clip > 0)
+  opt_name = cfg.optimizer.name
+  make_tx = build_optimizer(opt_name, clip_enabled=cfg.optimizer.clip > 0,
+                            remedies=parse_remedies(cfg.optimizer.remedies),
+                            schedule=cfg.optimizer.schedule)
   steps, log_every = int(cfg.train.steps), int(cfg.train.log_every)
   n_logs, tail = divmod(steps, log_every)
   batch_size = int(cfg.data.batch_size)
@@ -109,7 +110,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       xb, yb = sample_batch(jax.random.fold_in(data_key, step), data.x_train, data.y_train,
                             batch_size)
       loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
-      updates, opt_state = tx.update(grads, opt_state, params)
+      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
                                       explode_factor)
       record = probes.measure(loss, grads, params, updates, probed_layers) if probe else None
@@ -132,12 +133,15 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
     initial_loss = loss_fn(params, data.x_eval, data.y_eval)
     carry, (logged_steps, records) = jax.lax.scan(block, carry, jnp.arange(n_logs))
     carry = plain_steps(carry, jnp.asarray(n_logs * log_every), tail)
-    params, _, tracker = carry
-    final_loss = loss_fn(params, data.x_eval, data.y_eval)
-    test_loss, test_accuracy = _evaluate(model, params, data.x_test, data.y_test)
+    params, opt_state, tracker = carry
+    evaluated = eval_params(opt_name, opt_state, params)  # Gadam: the iterate average
+    final_loss = loss_fn(evaluated, data.x_eval, data.y_eval)
+    test_loss, test_accuracy = _evaluate(model, evaluated, data.x_test, data.y_test)
     return Trajectory(step=logged_steps.astype(jnp.int32), **records,
                       initial_loss=initial_loss, final_loss=final_loss, test_loss=test_loss,
-                      test_accuracy=test_accuracy, tracker=tracker)
+                      test_accuracy=test_accuracy,
+                      skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
+                      tracker=tracker)
 
   return run
 

@@ -53,11 +53,12 @@ def all_finite(tree: Any) -> jax.Array:
 
 def skip_nonfinite(inner: optax.GradientTransformation
                    ) -> optax.GradientTransformationExtraArgs:
-  """Skips the step when any gradient entry is NaN or +-inf: the update is zero and the
-  inner state is kept; ``skips`` counts such steps. (The guard tests the incoming
-  gradients only: a non-finite update from finite gradients is the optimizer's own
-  blow-up and is let through, so divergence stays visible.) Cf. optax.apply_if_finite,
-  without its give-up-after-n rule."""
+  """Skips the step when any gradient entry is NaN or +-inf, or the loss passed as
+  ``update(..., value=loss)`` is: the update is zero and the inner state is kept;
+  ``skips`` counts such steps. (The guard tests the incoming gradients and loss only: a
+  non-finite update from finite gradients is the optimizer's own blow-up and is let
+  through, so divergence stays visible.) Cf. optax.apply_if_finite, without its
+  give-up-after-n rule."""
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
@@ -65,6 +66,8 @@ def skip_nonfinite(inner: optax.GradientTransformation
 
   def update_fn(updates, state: SkipNonFiniteState, params=None, **extra_args):
     finite = all_finite(updates)
+    if extra_args.get("value") is not None:
+      finite = finite & jnp.all(jnp.isfinite(extra_args["value"]))
     new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
     return _zeros_unless(finite, new_updates), SkipNonFiniteState(
       _select(finite, new_inner, state.inner_state),

@@ -31,6 +31,10 @@ from gradlab.train import build_run, make_data_arrays
 
 log = logging.getLogger("gradlab")
 
+# Which parameters final_loss / test metrics were measured with (gradlab.optim.eval_params).
+EVALUATED_WITH = {"gadam": "iterate_average", "schedule_free_adamw": "schedule_free",
+                  "schedule_free_sgd": "schedule_free"}
+
 
 @dataclasses.dataclass
 class SweepStats:
@@ -55,6 +59,7 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
     "max_grad_norm": np.asarray(tr.max_grad_norm[:n], np.float64),
     "initial_loss": np.asarray(traj.initial_loss[:n], np.float64),
     "final_loss": np.asarray(traj.final_loss[:n], np.float64),
+    "skipped_steps": np.asarray(traj.skipped_steps[:n]),
   }
   labels = regimes.classify(summary, cfg.regimes.explode_factor, cfg.regimes.stall_fraction,
                             chance)
@@ -74,6 +79,8 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
   rows["initial_grad_norm"] = summary["initial_grad_norm"]
   rows["max_grad_norm"] = summary["max_grad_norm"]
   rows["final_grad_norm"] = np.asarray(tr.final_grad_norm[:n], np.float64)
+  rows["skipped_steps"] = summary["skipped_steps"]
+  rows["eval_params"] = EVALUATED_WITH.get(cfg.optimizer.name, "last")
   return pd.DataFrame(rows)
 
 

@@ -18,14 +18,16 @@ from gradlab import config as config_lib
 from gradlab.config import STAGE_SWITCHES, TRACED_KEYS
 from gradlab.data import DATASETS
 from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS
-from gradlab.optim import OPTIMIZERS
+from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from gradlab.registry import ConfigError
 from gradlab.train import HPARAM_NAMES
 
 # Static keys that name a registry entry, checked for every group.
-_NAMED = (("model.name", MODELS), ("model.activation", ACTIVATIONS),
-          ("init.family", INIT_FAMILIES), ("optimizer.name", OPTIMIZERS),
-          ("data.name", DATASETS))
+_NAMED = (("model.name", MODELS.get), ("model.activation", ACTIVATIONS.get),
+          ("init.family", INIT_FAMILIES.get), ("optimizer.name", OPTIMIZERS.get),
+          ("optimizer.schedule", SCHEDULES.get), ("data.name", DATASETS.get),
+          ("optimizer.remedies",
+           lambda text: build_optimizer("sgd", remedies=config_lib.parse_remedies(text))))
 
 
 @dataclass
@@ -86,9 +88,9 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
     overrides = dict(zip(axes, combo, strict=True))
     flat = {**base, **overrides}
     config_lib.check_values(flat)
-    for key, registry in _NAMED:
+    for key, check in _NAMED:
       if (key, flat[key]) not in checked_names:
-        registry.get(flat[key])
+        check(flat[key])
         checked_names.add((key, flat[key]))
     sig = _static_signature(flat)
     if sig not in groups:
@@ -96,8 +98,8 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
                           hparams={name: [] for name in HPARAM_NAMES})
     group = groups[sig]
     group.run_ids.append(run_id)
-    for dotted, short in zip(TRACED_KEYS, HPARAM_NAMES, strict=True):
-      group.hparams[short].append(float(flat[dotted]))
+    for short, value in config_lib.traced_values(flat).items():
+      group.hparams[short].append(value)
     group.seeds.append(int(flat["train.seed"]))
     group.axis_values.append(overrides)
   return Plan(axes=axes, groups=list(groups.values()))
