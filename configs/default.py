@@ -22,7 +22,7 @@ def get_config():
   c.data.batch_size = 64
   c.train.steps = 500
   c.train.log_every = 10
-  c.sweep["axes"] = make_axes({
+  c.sweep.axes = make_axes({
     "init.sigma_w": np.round(np.geomspace(0.25, 8.0, 10), 4).tolist(),
     "optimizer.learning_rate": np.round(np.geomspace(1e-4, 10.0, 8), 6).tolist(),
     "optimizer.name": ["sgd", "adam"],

@@ -26,7 +26,7 @@ def get_config():
   c.train.steps = 300
   c.train.log_every = 10
   c.optimizer.average_start = 150  # gadam: average the second half of training
-  c.sweep["axes"] = make_axes({
+  c.sweep.axes = make_axes({
     "init.sigma_w": np.round(np.geomspace(0.25, 8.0, 6), 4).tolist(),
     "optimizer.learning_rate": np.round(np.geomspace(1e-4, 10.0, 7), 6).tolist(),
     "optimizer.name": ["sgd", "momentum", "nesterov", "adam", "nadam", "rmsprop", "lion",

@@ -18,7 +18,7 @@ def get_config():
   c.train.steps = 50
   c.train.log_every = 5
   c.train.eval_size = 512
-  c.sweep["axes"] = make_axes({
+  c.sweep.axes = make_axes({
     "init.sigma_w": [0.5, 1.0, 2.0, 4.0],
     "optimizer.learning_rate": [1e-3, 1e-1, 10.0],
   })

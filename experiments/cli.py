@@ -63,7 +63,7 @@ def apply_axes(cfg: mlc.ConfigDict, specs: Sequence[str]) -> mlc.ConfigDict:
   for spec in specs:
     key, values = parse_axis(spec)
     axes[key] = values
-  cfg.sweep["axes"] = make_axes(axes)
+  cfg.sweep.axes = make_axes(axes)
   return cfg
 
 

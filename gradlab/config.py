@@ -50,12 +50,49 @@ TRACED_KEYS: tuple[str, ...] = (
 STAGE_SWITCHES: tuple[str, ...] = ("optimizer.clip",)
 
 
-def make_axes(axes: Mapping[str, Sequence[Any]] | None = None) -> mlc.ConfigDict:
-  """A ConfigDict that maps dotted config keys to lists of values (the sweep axes)."""
-  out = mlc.ConfigDict(allow_dotted_keys=True)
-  for key, values in (axes or {}).items():
-    out[key] = list(values)
-  return out
+class Axes(Mapping):
+  """The sweep axes: dotted config key -> tuple of values, in the order written.
+
+  A Mapping, not a dict, so ml_collections keeps it as one leaf (it neither converts it
+  to a ConfigDict, which forbids dotted names, nor sorts its keys): the first two axes
+  are the regime map's x and y, the rest make panels.
+  """
+
+  def __init__(self, axes: Mapping[str, Sequence[Any]] | Sequence[tuple[str, Sequence[Any]]]
+               | None = None):
+    items = axes.items() if isinstance(axes, Mapping) else (axes or ())
+    self._items: tuple[tuple[str, tuple[Any, ...]], ...] = tuple(
+      (str(k), tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
+      for k, v in items)
+
+  def __getitem__(self, key: str) -> Any:
+    for k, v in self._items:
+      if k == key:
+        return v
+    raise KeyError(key)
+
+  def __iter__(self):
+    return (k for k, _ in self._items)
+
+  def __len__(self) -> int:
+    return len(self._items)
+
+  def __eq__(self, other: object) -> bool:
+    return isinstance(other, Mapping) and list(self.items()) == list(other.items())
+
+  def __hash__(self) -> int:
+    return hash(self._items)
+
+  def __repr__(self) -> str:
+    return f"Axes({dict(self._items)!r})"
+
+  def to_json(self) -> dict[str, list[Any]]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in self._items}
+
+
+def make_axes(axes: Mapping[str, Sequence[Any]] | None = None) -> Axes:
+  """The sweep axes from a mapping of dotted config keys to lists of values."""
+  return Axes(axes)
 
 
 def base_config() -> mlc.ConfigDict:
@@ -74,7 +111,7 @@ def base_config() -> mlc.ConfigDict:
   )
   c.regimes = mlc.ConfigDict(dict(explode_factor=100.0, stall_fraction=0.05))
   c.sweep = mlc.ConfigDict(dict(chunk_size=0))
-  c.sweep["axes"] = make_axes()
+  c.sweep.axes = Axes()
   return c
 
 
@@ -84,7 +121,7 @@ def flatten(cfg: mlc.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[s
   for key, value in cfg.items():
     name = f"{prefix}{key}"
     if name == "sweep.axes":
-      out[name] = dict(value.items()) if value is not None else {}
+      out[name] = Axes(value).to_json() if value is not None else {}
     elif isinstance(value, mlc.ConfigDict | Mapping):
       out.update(flatten(value, name + "."))
     else:
@@ -102,18 +139,18 @@ def get(cfg: mlc.ConfigDict, dotted: str) -> Any:
 def from_dict(d: Mapping[str, Any]) -> mlc.ConfigDict:
   """A ConfigDict from a plain nested dict (e.g. a saved config.json), axes included."""
   d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
-  axes = d.get("sweep", {}).pop("axes", {}) if isinstance(d.get("sweep"), dict) else {}
+  axes = d["sweep"].pop("axes", {}) if isinstance(d.get("sweep"), dict) else {}
   out = mlc.ConfigDict(d)
   if "sweep" in out:
-    out.sweep["axes"] = make_axes(axes or {})
+    out.sweep.axes = Axes(axes)
   return out
 
 
 def to_dict(cfg: mlc.ConfigDict) -> dict[str, Any]:
-  """A plain nested dict of `cfg`, axes included (JSON-ready)."""
+  """A plain nested dict of `cfg`, axes included, in their order (JSON-ready)."""
   d = {k: v.to_dict() if isinstance(v, mlc.ConfigDict) else v for k, v in cfg.items()}
   if "sweep" in d:
-    d["sweep"]["axes"] = dict(cfg.sweep.axes.items())
+    d["sweep"]["axes"] = Axes(cfg.sweep.axes).to_json()
   return d
 
 

@@ -28,7 +28,7 @@ def tiny_config(axes=None, **sections):
   for section, values in sections.items():
     for key, value in values.items():
       c[section][key] = value
-  c.sweep["axes"] = make_axes(axes or {})
+  c.sweep.axes = make_axes(axes or {})
   return c
 
 
