@@ -14,7 +14,8 @@ and issues rely on the names):
   off), clip_value, agc_clip, layer_clip, spike_factor, spike_decay, warmup_steps,
   decay_steps (0 = train.steps), average_start, average_every
 - ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
-- ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms)
+- ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms),
+  loss (cross_entropy, mse)
 - ``regimes``: explode_factor, stall_fraction (see `gradlab.regimes`)
 - ``sweep``: axes (dotted key -> list of values), chunk_size (0 = whole group)
 
@@ -107,7 +108,8 @@ def base_config() -> mlc.ConfigDict:
   )
   c.data = mlc.ConfigDict(dict(name="mnist1d", data_dir="", batch_size=64))
   c.train = mlc.ConfigDict(
-    dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True)
+    dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
+         loss="cross_entropy")
   )
   c.regimes = mlc.ConfigDict(dict(explode_factor=100.0, stall_fraction=0.05))
   c.sweep = mlc.ConfigDict(dict(chunk_size=0))

@@ -13,9 +13,9 @@ The rule, applied in this order (thresholds from the config's ``regimes`` sectio
 3. ``stalled``   -- finite and not exploding, but the loss fell by less than the fraction
    ``stall_fraction`` below its reference: final_loss > (1 - stall_fraction) * reference,
    with reference = min(initial_loss, chance_loss). ``chance_loss`` is the loss of the
-   best constant predictor (the entropy of the training labels, log(K) for K balanced
-   classes), so a network that starts with huge logits and only learns to shrink them
-   back to chance is stalled, not trained.
+   best constant predictor (`gradlab.losses`: for cross-entropy the entropy of the
+   training labels, log(K) for K balanced classes), so a network that starts with huge
+   logits and only learns to shrink them back to chance is stalled, not trained.
 4. ``trained``   -- the rest.
 
 ``initial_loss`` and ``final_loss`` are measured on a fixed slice of the training split
@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from gradlab.losses import cross_entropy_chance
 
 REGIMES: tuple[str, ...] = ("trained", "stalled", "exploding", "diverged")
 
@@ -54,11 +56,9 @@ def summarize(loss: np.ndarray, grad_norm: np.ndarray, explode_factor: float) ->
   }
 
 
-def chance_loss(labels: np.ndarray, num_classes: int) -> float:
-  """Cross-entropy of the best constant predictor: the entropy of the label marginal."""
-  p = np.bincount(np.asarray(labels).ravel(), minlength=num_classes) / np.size(labels)
-  p = p[p > 0]
-  return float(-(p * np.log(p)).sum())
+# The loss of the best constant predictor for cross-entropy (each loss in
+# `gradlab.losses.LOSSES` has its own `chance`).
+chance_loss = cross_entropy_chance
 
 
 def classify(summary: Mapping[str, Any], explode_factor: float, stall_fraction: float,

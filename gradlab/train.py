@@ -27,6 +27,7 @@ import optax
 from gradlab import probes
 from gradlab.config import TRACED_KEYS, flatten, parse_remedies, traced_values
 from gradlab.data import sample_batch
+from gradlab.losses import LOSSES
 from gradlab.models import MODELS, scale_params
 from gradlab.optim import build_optimizer, eval_params, skip_count
 
@@ -77,10 +78,6 @@ def make_data_arrays(dataset: Any, eval_size: int) -> DataArrays:
     x_test, y_test)))
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...]
               ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], Trajectory]:
   """Builds run(hparams, key, data) -> Trajectory for the static structure of `cfg`."""
@@ -95,8 +92,10 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   explode_factor = float(cfg.regimes.explode_factor)
   probed_layers = layer_names if cfg.train.layer_probes else []
 
+  objective = LOSSES.get(cfg.train.loss).fn
+
   def loss_fn(params, x, y):
-    return cross_entropy(model.apply({"params": params}, x), y)
+    return objective(model.apply({"params": params}, x), y)
 
   def run(hp: Mapping[str, jax.Array], key: jax.Array, data: DataArrays) -> Trajectory:
     init_key, data_key = jax.random.split(key)
@@ -136,7 +135,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
     params, opt_state, tracker = carry
     evaluated = eval_params(opt_name, opt_state, params)  # Gadam: the iterate average
     final_loss = loss_fn(evaluated, data.x_eval, data.y_eval)
-    test_loss, test_accuracy = _evaluate(model, evaluated, data.x_test, data.y_test)
+    test_loss, test_accuracy = _evaluate(model, objective, evaluated, data.x_test, data.y_test)
     return Trajectory(step=logged_steps.astype(jnp.int32), **records,
                       initial_loss=initial_loss, final_loss=final_loss, test_loss=test_loss,
                       test_accuracy=test_accuracy,
@@ -146,13 +145,14 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   return run
 
 
-def _evaluate(model, params, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _evaluate(model, objective, params, x: jax.Array, y: jax.Array
+              ) -> tuple[jax.Array, jax.Array]:
   """Loss and accuracy on a whole split; NaN for an empty split."""
   if x.shape[0] == 0:
     nan = jnp.array(jnp.nan, jnp.float32)
     return nan, nan
   logits = model.apply({"params": params}, x)
-  return cross_entropy(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
+  return objective(logits, y), jnp.mean(jnp.argmax(logits, -1) == y)
 
 
 def train_one(cfg: mlc.ConfigDict, dataset: Any) -> Trajectory:

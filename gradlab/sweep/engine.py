@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from gradlab import regimes, results
 from gradlab.data import load_dataset
+from gradlab.losses import LOSSES
 from gradlab.sweep import grid
 from gradlab.sweep.meta import check_resume, sweep_metadata
 from gradlab.train import build_run, make_data_arrays
@@ -139,7 +140,7 @@ def run_sweep(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
     if on_compile is not None:
       on_compile(group.index, dt)
     layer_names = _layer_names(gcfg, dataset)
-    chance = regimes.chance_loss(dataset.y_train, dataset.num_classes)
+    chance = LOSSES.get(gcfg.train.loss).chance(dataset.y_train, dataset.num_classes)
     for chunk in todo:
       t0 = time.perf_counter()
       keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32))

@@ -17,6 +17,7 @@ import numpy as np
 from gradlab import config as config_lib
 from gradlab.config import STAGE_SWITCHES, TRACED_KEYS
 from gradlab.data import DATASETS
+from gradlab.losses import LOSSES
 from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS
 from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from gradlab.registry import ConfigError
@@ -26,6 +27,7 @@ from gradlab.train import HPARAM_NAMES
 _NAMED = (("model.name", MODELS.get), ("model.activation", ACTIVATIONS.get),
           ("init.family", INIT_FAMILIES.get), ("optimizer.name", OPTIMIZERS.get),
           ("optimizer.schedule", SCHEDULES.get), ("data.name", DATASETS.get),
+          ("train.loss", LOSSES.get),
           ("optimizer.remedies",
            lambda text: build_optimizer("sgd", remedies=config_lib.parse_remedies(text))))
 
