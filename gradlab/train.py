@@ -78,9 +78,14 @@ def make_data_arrays(dataset: Any, eval_size: int) -> DataArrays:
     x_test, y_test)))
 
 
-def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...]
+def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...],
+              batch_constraint: Callable[[jax.Array], jax.Array] | None = None,
               ) -> Callable[[Mapping[str, jax.Array], jax.Array, DataArrays], Trajectory]:
-  """Builds run(hparams, key, data) -> Trajectory for the static structure of `cfg`."""
+  """Builds run(hparams, key, data) -> Trajectory for the static structure of `cfg`.
+
+  `batch_constraint`, when given, is applied to every sampled minibatch (inputs and
+  labels): the sweep engine passes a sharding constraint over the mesh's 'data' axis.
+  """
   model, layer_names = MODELS.get(cfg.model.name)(cfg.model, cfg.init.family, num_classes)
   opt_name = cfg.optimizer.name
   make_tx = build_optimizer(opt_name, clip_enabled=cfg.optimizer.clip > 0,
@@ -108,6 +113,8 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       params, opt_state, tracker = carry
       xb, yb = sample_batch(jax.random.fold_in(data_key, step), data.x_train, data.y_train,
                             batch_size)
+      if batch_constraint is not None:
+        xb, yb = batch_constraint(xb), batch_constraint(yb)
       loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
       updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
