@@ -16,7 +16,10 @@ and issues rely on the names):
 - ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
 - ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms),
   loss (cross_entropy, mse)
-- ``regimes``: explode_factor, stall_fraction (see `gradlab.regimes`)
+- ``regimes``: explode_factor, stall_fraction, and the init-time prediction's
+  vanish_gain, explode_gain (see `gradlab.regimes`)
+- ``diagnostics``: every (sharpness by power iteration every this many steps, a
+  multiple of train.log_every; 0 = off), power_iters
 - ``sweep``: axes (dotted key -> list of values), chunk_size (0 = whole group)
 
 Keys listed in `TRACED_KEYS` are traced numbers inside `run()`: sweeping them never
@@ -111,7 +114,10 @@ def base_config() -> mlc.ConfigDict:
     dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
          loss="cross_entropy")
   )
-  c.regimes = mlc.ConfigDict(dict(explode_factor=100.0, stall_fraction=0.05))
+  c.regimes = mlc.ConfigDict(
+    dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2)
+  )
+  c.diagnostics = mlc.ConfigDict(dict(every=0, power_iters=20))
   c.sweep = mlc.ConfigDict(dict(chunk_size=0))
   c.sweep.axes = Axes()
   return c
@@ -218,7 +224,8 @@ def check_keys(cfg: mlc.ConfigDict) -> None:
 _POSITIVE = ("model.depth", "model.width", "optimizer.learning_rate", "train.steps",
              "train.log_every", "regimes.explode_factor", "optimizer.clip_value",
              "optimizer.agc_clip", "optimizer.layer_clip", "optimizer.spike_factor",
-             "optimizer.average_every", "optimizer.decay_rate")
+             "optimizer.average_every", "optimizer.decay_rate", "diagnostics.power_iters",
+             "regimes.vanish_gain", "regimes.explode_gain")
 _NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", "optimizer.clip", "optimizer.eps",
                  "optimizer.weight_decay", "optimizer.alpha", "optimizer.warmup_steps",
                  "optimizer.decay_steps", "optimizer.average_start", "data.batch_size",
@@ -255,6 +262,10 @@ def check_values(point: Mapping[str, Any]) -> None:
   for key in _UNIT_INTERVAL:
     if not 0 <= point[key] < 1:
       raise ConfigError(f"config key '{key}' must lie in [0, 1), got {point[key]!r}")
+  every = point["diagnostics.every"]
+  if every < 0 or every % point["train.log_every"]:
+    raise ConfigError(f"config key 'diagnostics.every' ({every}) must be 0 or a multiple of "
+                      f"'train.log_every' ({point['train.log_every']})")
   if point["train.log_every"] > point["train.steps"]:
     raise ConfigError(
       f"config key 'train.log_every' ({point['train.log_every']}) exceeds "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from gradlab import compare, plots, report, results
+from gradlab import compare, plots, prediction, report, results
 from gradlab.registry import ConfigError
 
 
@@ -21,10 +21,10 @@ def draw_all(workdir: str) -> dict[str, str]:
     figures["regime map"] = plots.regime_map(df, axes, os.path.join(workdir, "regime_map.png"))
     figures["final loss"] = plots.final_loss_map(df, axes,
                                                  os.path.join(workdir, "final_loss.png"))
-  extra = ""
+  extra = prediction.report_section(df)
   if compare.applies(axes):
     figures["stable lr"] = compare.stable_lr_plot(df, axes, os.path.join(workdir, "stable_lr.png"))
-    extra = compare.optimizer_section(df, axes)
+    extra = compare.optimizer_section(df, axes) + "\n" + extra
   rel = {name: os.path.basename(path) for name, path in figures.items()}
   figures["report"] = report.write_report(workdir, df, axes, rel, extra=extra)
   return figures

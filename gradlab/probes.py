@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab.diagnostics import onset as onset_lib
+
 
 def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
   """The L2 norm of each named top-level sub-tree, in `layer_names` order: shape (L,)."""
@@ -32,15 +34,45 @@ def all_finite(tree: Any) -> jax.Array:
 
 def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
             layer_names: Sequence[str]) -> dict[str, jax.Array]:
-  """The probe record of one step; `params` are the parameters before the update."""
+  """The probe record of one step; `params` are the parameters before the update.
+
+  update_ratio_by_layer is ||update_l|| / ||params_l||, the per-layer step size relative
+  to the weights (empty when `layer_names` is).
+  """
   return {
     "loss": loss,
     "grad_norm": optax.global_norm(grads),
     "grad_norm_by_layer": layer_norms(grads, layer_names),
+    "update_ratio_by_layer": layer_norms(updates, layer_names)
+    / jnp.maximum(layer_norms(params, layer_names), 1e-30),
     "param_norm": optax.global_norm(params),
     "update_norm": optax.global_norm(updates),
     "finite": jnp.isfinite(loss) & all_finite(grads),
   }
+
+
+OnsetTracker = onset_lib.OnsetTracker
+
+
+def onset_init(num_layers: int) -> OnsetTracker:
+  return onset_lib.onset_tracker_init(num_layers)
+
+
+def onset_update(state: OnsetTracker, step: jax.Array, grad_norm_by_layer: jax.Array,
+                 activation_finite: jax.Array, explode_factor: float) -> OnsetTracker:
+  """Explosion onset (first step and layer whose gradient norm passed explode_factor x
+  its step-0 value) and the first non-finite layer, in the order things are computed:
+  the lowest layer whose pre-activation is non-finite (the forward pass runs first);
+  if every activation is finite, the highest layer whose gradient is non-finite
+  (backpropagation reaches the top layers first)."""
+  grad_bad = ~jnp.isfinite(grad_norm_by_layer)
+  act_bad = ~activation_finite
+  n = grad_bad.shape[0]
+  layer = jnp.where(jnp.any(act_bad), jnp.argmax(act_bad), n - 1 - jnp.argmax(grad_bad[::-1]))
+  any_bad = jnp.any(act_bad) | jnp.any(grad_bad)
+  finite_by_layer = ~((jnp.arange(n) == layer) & any_bad)
+  return onset_lib.onset_tracker_update(state, step, grad_norm_by_layer, explode_factor,
+                                        finite_by_layer=finite_by_layer, direction="forward")
 
 
 class Tracker(NamedTuple):

@@ -27,6 +27,7 @@ import optax
 from gradlab import probes
 from gradlab.config import TRACED_KEYS, flatten, parse_remedies, traced_values
 from gradlab.data import sample_batch
+from gradlab.diagnostics import hessian
 from gradlab.losses import LOSSES
 from gradlab.models import MODELS, scale_params
 from gradlab.optim import build_optimizer, eval_params, skip_count
@@ -52,6 +53,7 @@ class Trajectory(NamedTuple):
   loss: jax.Array                # (n_logs,) minibatch loss before the update
   grad_norm: jax.Array           # (n_logs,)
   grad_norm_by_layer: jax.Array  # (n_logs, n_layers)
+  update_ratio_by_layer: jax.Array  # (n_logs, n_layers) ||update_l|| / ||params_l||
   param_norm: jax.Array          # (n_logs,)
   update_norm: jax.Array         # (n_logs,)
   finite: jax.Array              # (n_logs,) bool
@@ -61,7 +63,11 @@ class Trajectory(NamedTuple):
   test_loss: jax.Array           # NaN where there is no test split
   test_accuracy: jax.Array
   skipped_steps: jax.Array       # steps a skip_nonfinite / loss_spike guard skipped
+  sharpness_step: jax.Array      # (n_sharp,) steps where sharpness was measured
+  sharpness: jax.Array           # (n_sharp,) top Hessian eigenvalue (minibatch loss)
+  preconditioned_sharpness: jax.Array  # (n_sharp,) Adam-family chains; NaN otherwise
   tracker: probes.Tracker
+  onset: probes.OnsetTracker     # explosion onset and first non-finite layer
 
 
 def hparams_from_config(cfg: mlc.ConfigDict) -> dict[str, float]:
@@ -98,29 +104,49 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   probed_layers = layer_names if cfg.train.layer_probes else []
 
   objective = LOSSES.get(cfg.train.loss).fn
+  layer_probes = bool(cfg.train.layer_probes)
+  diag_every = int(cfg.diagnostics.every) // log_every  # in log blocks; 0 = off
+  power_iters = int(cfg.diagnostics.power_iters)
 
   def loss_fn(params, x, y):
     return objective(model.apply({"params": params}, x), y)
 
+  def loss_and_activations(params, x, y):
+    """The loss and, per layer, whether its pre-activation (the readout's: the logits)
+    is finite (sown by the model as '<layer>_finite'; models that do not sow report
+    their logits only)."""
+    logits, state = model.apply({"params": params}, x, mutable=["intermediates"])
+    sown = state.get("intermediates", {})
+    flags = [jnp.all(jnp.asarray(sown[f"{n}_finite"][0])) if f"{n}_finite" in sown
+             else jnp.array(True) for n in layer_names[:-1]]
+    return objective(logits, y), jnp.stack([*flags, jnp.all(jnp.isfinite(logits))])
+
   def run(hp: Mapping[str, jax.Array], key: jax.Array, data: DataArrays) -> Trajectory:
-    init_key, data_key = jax.random.split(key)
+    init_key, data_key, diag_key = jax.random.split(key, 3)
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
     unit = model.init(init_key, dummy)["params"]
     params = scale_params(unit, hp["sigma_w"], hp["sigma_b"])
     tx = make_tx(hp)
 
     def step_fn(carry, step, probe: bool):
-      params, opt_state, tracker = carry
+      params, opt_state, tracker, onset = carry
       xb, yb = sample_batch(jax.random.fold_in(data_key, step), data.x_train, data.y_train,
                             batch_size)
       if batch_constraint is not None:
         xb, yb = batch_constraint(xb), batch_constraint(yb)
-      loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+      if layer_probes:
+        (loss, act_finite), grads = jax.value_and_grad(loss_and_activations, has_aux=True)(
+          params, xb, yb)
+      else:
+        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
       updates, opt_state = tx.update(grads, opt_state, params, value=loss)
       tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
                                       explode_factor)
+      if layer_probes:
+        onset = probes.onset_update(onset, step, probes.layer_norms(grads, layer_names),
+                                    act_finite, explode_factor)
       record = probes.measure(loss, grads, params, updates, probed_layers) if probe else None
-      return (optax.apply_updates(params, updates), opt_state, tracker), record
+      return (optax.apply_updates(params, updates), opt_state, tracker, onset), record
 
     def plain_steps(carry, first: jax.Array, count: int):
       if count == 0:
@@ -135,11 +161,59 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       carry = plain_steps(carry, first + 1, log_every - 1)
       return carry, (first, record)
 
-    carry = (params, tx.init(params), probes.tracker_init())
+    def sharpness(carry, b):
+      """Top Hessian eigenvalue of the minibatch loss at block b's first step (and, for
+      Adam-family chains, of the preconditioned Hessian P^-1/2 H P^-1/2)."""
+      params, opt_state = carry[0], carry[1]
+      step = b * log_every
+      xb, yb = sample_batch(jax.random.fold_in(data_key, step), data.x_train, data.y_train,
+                            batch_size)
+      batch_loss = lambda p: loss_fn(p, xb, yb)
+      k = jax.random.fold_in(diag_key, step)
+      lam = _top_eigenvalue(lambda v: hessian.hvp(batch_loss, params, v), params, k,
+                            power_iters)
+      if adam_like:
+        adam = hessian.find_adam_state(opt_state)
+        # before Adam's first step nu = 0: use the preconditioner that step will use,
+        # nu_hat = g^2 (P = |g| + eps), so the init-time value is defined.
+        g = jax.grad(batch_loss)(params)
+        pre = jax.tree_util.tree_map(
+          lambda p_, g_: jnp.where(adam.count == 0, jnp.abs(g_) + hp["eps"], p_),
+          hessian.adam_preconditioner(adam.nu, adam.count, hp["b2"], hp["eps"]), g)
+        inv_sqrt = jax.tree_util.tree_map(jax.lax.rsqrt, pre)
+        mul = lambda a, c: jax.tree_util.tree_map(jnp.multiply, a, c)
+        lam_p = _top_eigenvalue(
+          lambda v: mul(inv_sqrt, hessian.hvp(batch_loss, params, mul(inv_sqrt, v))), params,
+          k, power_iters)
+      else:
+        lam_p = jnp.array(jnp.nan, jnp.float32)
+      return jnp.stack([step.astype(jnp.float32), lam, lam_p])
+
+    def diag_block(carry, d):
+      sharp = sharpness(carry, d * diag_every)
+      carry, out = jax.lax.scan(block, carry, d * diag_every + jnp.arange(diag_every))
+      return carry, (out, sharp)
+
+    opt_state = tx.init(params)
+    adam_like = _has_adam_state(opt_state)
+    carry = (params, opt_state, probes.tracker_init(), probes.onset_init(len(layer_names)))
     initial_loss = loss_fn(params, data.x_eval, data.y_eval)
-    carry, (logged_steps, records) = jax.lax.scan(block, carry, jnp.arange(n_logs))
+    if diag_every:
+      n_diag = n_logs // diag_every
+      carry, ((logged_steps, records), sharp) = jax.lax.scan(diag_block, carry,
+                                                             jnp.arange(n_diag))
+      logged_steps, records = jax.tree_util.tree_map(
+        lambda x: x.reshape(-1, *x.shape[2:]), (logged_steps, records))
+      carry, (rest_steps, rest) = jax.lax.scan(block, carry,
+                                               n_diag * diag_every + jnp.arange(
+                                                 n_logs - n_diag * diag_every))
+      logged_steps, records = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a, b]), (logged_steps, records), (rest_steps, rest))
+    else:
+      carry, (logged_steps, records) = jax.lax.scan(block, carry, jnp.arange(n_logs))
+      sharp = jnp.zeros((0, 3), jnp.float32)
     carry = plain_steps(carry, jnp.asarray(n_logs * log_every), tail)
-    params, opt_state, tracker = carry
+    params, opt_state, tracker, onset = carry
     evaluated = eval_params(opt_name, opt_state, params)  # Gadam: the iterate average
     final_loss = loss_fn(evaluated, data.x_eval, data.y_eval)
     test_loss, test_accuracy = _evaluate(model, objective, evaluated, data.x_test, data.y_test)
@@ -147,9 +221,28 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
                       initial_loss=initial_loss, final_loss=final_loss, test_loss=test_loss,
                       test_accuracy=test_accuracy,
                       skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
-                      tracker=tracker)
+                      sharpness_step=sharp[:, 0].astype(jnp.int32), sharpness=sharp[:, 1],
+                      preconditioned_sharpness=sharp[:, 2], tracker=tracker, onset=onset)
 
   return run
+
+
+def _top_eigenvalue(matvec, like, key: jax.Array, num_iters: int) -> jax.Array:
+  """The largest (most positive) eigenvalue by power iteration. Power iteration finds
+  the largest in MAGNITUDE, lam1; when lam1 < 0 a second pass on (H - lam1 I), whose
+  largest-magnitude eigenvalue is lambda_max - lam1 >= 0, recovers lambda_max."""
+  lam1, _ = hessian.power_iteration(matvec, like, key, num_iters)
+  shifted = lambda v: jax.tree_util.tree_map(lambda a, b: a - lam1 * b, matvec(v), v)
+  lam2, _ = hessian.power_iteration(shifted, like, jax.random.fold_in(key, 1), num_iters)
+  return jnp.where(lam1 >= 0, lam1, lam2 + lam1)
+
+
+def _has_adam_state(opt_state: Any) -> bool:
+  try:
+    hessian.find_adam_state(opt_state)
+  except ValueError:
+    return False
+  return True
 
 
 def _evaluate(model, objective, params, x: jax.Array, y: jax.Array

@@ -6,6 +6,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
@@ -37,6 +38,8 @@ class MLP(nn.Module):
     for i in range(self.depth):
       h = nn.Dense(self.width, self.use_bias, kernel_init=kernel_init, bias_init=unit_bias_init,
                    name=f"dense_{i}")(h)
+      # probes: is this layer's pre-activation finite? (read with mutable='intermediates')
+      self.sow("intermediates", f"dense_{i}_finite", jnp.all(jnp.isfinite(h)))
       if self.layer_norm:
         h = nn.LayerNorm(name=f"norm_{i}")(h)
       h = act(h)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from gradlab import regimes, results
+from gradlab import prediction, regimes, results
 from gradlab.data import load_dataset
 from gradlab.losses import LOSSES
 from gradlab.sweep import grid
@@ -49,7 +49,7 @@ class SweepStats:
 
 
 def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.ConfigDict,
-                  chance: float) -> pd.DataFrame:
+                  chance: float, layer_names: list[str]) -> pd.DataFrame:
   n = chunk.size
   tr = traj.tracker
   first_bad = np.asarray(tr.first_nonfinite_step[:n])
@@ -82,6 +82,7 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
   rows["final_grad_norm"] = np.asarray(tr.final_grad_norm[:n], np.float64)
   rows["skipped_steps"] = summary["skipped_steps"]
   rows["eval_params"] = EVALUATED_WITH.get(cfg.optimizer.name, "last")
+  rows.update(prediction.columns(traj, n, cfg, layer_names, chunk.hparams))
   return pd.DataFrame(rows)
 
 
@@ -89,8 +90,9 @@ def _trajectory_arrays(chunk: grid.Chunk, traj: Any, layer_names: list[str]
                        ) -> dict[str, np.ndarray]:
   n = chunk.size
   out = {"run_id": chunk.run_ids[:n], "layer_names": np.asarray(layer_names)}
-  for name in ("step", "loss", "grad_norm", "grad_norm_by_layer", "param_norm", "update_norm",
-               "finite"):
+  for name in ("step", "loss", "grad_norm", "grad_norm_by_layer", "update_ratio_by_layer",
+               "param_norm", "update_norm", "finite", "sharpness_step", "sharpness",
+               "preconditioned_sharpness"):
     out[name] = np.asarray(getattr(traj, name))[:n]
   return out
 
@@ -148,7 +150,7 @@ def run_sweep(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
                                      keys, data))
       stats.run_seconds += time.perf_counter() - t0
       results.write_chunk(workdir, group.index, chunk.index,
-                          _summary_rows(chunk, traj, plan.axes, gcfg, chance),
+                          _summary_rows(chunk, traj, plan.axes, gcfg, chance, layer_names),
                           _trajectory_arrays(chunk, traj, layer_names))
       runs_done += chunk.size
       bar.update(1)
