@@ -21,7 +21,7 @@ def _run(*args, cwd=REPO, timeout=300):
 @pytest.mark.parametrize("args, message", [
   ([SMOKE, "--config.model.widht=3"], "unknown config key 'model.widht' (did you mean 'model.width'?)"),
   (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
-  ([SMOKE, "--config.model.name=mlpp"], "unknown model 'mlpp' (did you mean 'mlp'?); known: mlp"),
+  ([SMOKE, "--config.model.name=mlpp"], "unknown model 'mlpp' (did you mean 'mlp'?); known: linear, mlp"),
   ([SMOKE, "--config.optimizer.name=adamm"], "unknown optimizer 'adamm'"),
   ([SMOKE, "--config.data.name=mnist2"], "unknown dataset 'mnist2'"),
   ([SMOKE, "--config.model.activation=tanhh"], "unknown activation 'tanhh'"),
