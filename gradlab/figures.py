@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
-from gradlab import compare, plots, prediction, report, results
+from gradlab import compare, overlays, plots, prediction, report, results
 from gradlab.registry import ConfigError
 
 
 def draw_all(workdir: str) -> dict[str, str]:
   """Writes regime_map.png, final_loss.png, report.md and, for a sweep with an optimizer
-  and a learning-rate axis, stable_lr.png; returns {name: path}."""
+  and a learning-rate axis, stable_lr.png; returns {name: path}. The maps carry the
+  mean-field critical line (and trainable depth) where `gradlab.overlays` applies."""
   meta = results.read_config(workdir)
   df = results.load(workdir)
   if df.empty:
@@ -18,9 +19,11 @@ def draw_all(workdir: str) -> dict[str, str]:
   axes = list(meta.get("axes", []))
   figures: dict[str, str] = {}
   if axes:
-    figures["regime map"] = plots.regime_map(df, axes, os.path.join(workdir, "regime_map.png"))
-    figures["final loss"] = plots.final_loss_map(df, axes,
-                                                 os.path.join(workdir, "final_loss.png"))
+    lines = overlays.lines_for_workdir(meta, axes, df)
+    figures["regime map"] = plots.save_figure(plots.regime_figure(df, axes, lines),
+                                              os.path.join(workdir, "regime_map.png"))
+    figures["final loss"] = plots.save_figure(plots.final_loss_figure(df, axes, lines),
+                                              os.path.join(workdir, "final_loss.png"))
   extra = prediction.report_section(df)
   if compare.applies(axes):
     figures["stable lr"] = compare.stable_lr_plot(df, axes, os.path.join(workdir, "stable_lr.png"))

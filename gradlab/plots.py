@@ -17,6 +17,11 @@ with non-finite losses counted as +inf (`cell_final_loss`).
 Numeric axes whose values are log-spaced (`is_log_spaced`) get a log scale, with
 cells bounded by geometric midpoints (`cell_edges`) so that every cell has the same
 width on the page. String axes are categorical.
+
+Overlay hook: `regime_figure` and `final_loss_figure` take ``lines``, a function from a
+panel's values of `axes[2:]` ({dotted key: value}) to the `MapLine`s to draw over that
+panel (e.g. `gradlab.overlays.map_lines`: the mean-field critical line); each line is
+named in the legend. `regime_map` and `final_loss_map` draw without lines.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 
@@ -35,6 +41,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
@@ -53,6 +61,26 @@ LOSS_CMAP = "YlOrRd"  # low loss light, high loss dark red, non-finite black
 MAX_PANELS_PER_ROW = 4
 MAX_TICK_LABELS = 10
 DPI = 110
+
+
+@dataclass(frozen=True)
+class MapLine:
+  """A line drawn over a map panel, in the data coordinates of the panel's axes.
+
+  coords: dotted axis key -> values. With ONE key the line is constant along the other
+  axis: a vertical line at each value when the key is axes[0] (x), horizontal when it is
+  axes[1] (y). With the two keys axes[0] and axes[1] it is the curve through the points
+  (non-finite points leave gaps).
+  """
+
+  label: str
+  coords: Mapping[str, Sequence[float]]
+  color: str = "#1f4fff"
+  linestyle: str = "-"
+
+
+PanelLines = Callable[[Mapping[str, Any]], Sequence[MapLine]]
+"""panel values of axes[2:] ({dotted key: value}; {} for a single panel) -> lines."""
 
 
 def is_log_spaced(values: Iterable[float]) -> bool:
@@ -186,24 +214,38 @@ def regime_map(df: pd.DataFrame, axes: list[str], path: str) -> str:
   One panel per combination of `axes[2:]`; the legend always names all four regimes
   (plus "no run" when some cell of the grid was never run). Returns `path` (PNG).
   """
+  return save_figure(regime_figure(df, axes), path)
+
+
+def regime_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | None = None
+                  ) -> Figure:
+  """The figure `regime_map` saves, with `lines` (see the module docstring) drawn over
+  every panel and named in the legend."""
   _check_frame(df, axes, ("regime",))
   cells = cell_regimes(df, axes)
   cells["_code"] = [REGIME_ORDER.index(r) for r in cells["regime"]]
   cmap = ListedColormap([REGIME_COLORS[r] for r in REGIME_ORDER])
   norm = BoundaryNorm(np.arange(len(REGIME_ORDER) + 1) - 0.5, len(REGIME_ORDER))
-  fig, missing, _ = _draw_panels(df, axes, cells, "_code", cmap, norm)
+  fig, missing, _ = _draw_panels(df, axes, cells, "_code", cmap, norm, lines=lines)
   handles = [Patch(facecolor=REGIME_COLORS[r], edgecolor="0.4", label=r) for r in REGIME_ORDER]
   if missing:
     handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="0.4", label="no run"))
+  handles += _line_handles(fig)
   fig.legend(handles=handles, title="regime", loc="outside right upper", frameon=False)
   fig.suptitle(f"regime map ({len(df)} runs)")
-  return _save(fig, path)
+  return fig
 
 
 def final_loss_map(df: pd.DataFrame, axes: list[str], path: str) -> str:
   """Heatmap of each cell's median final loss on a log color scale, same grid as
   `regime_map`; cells whose median loss is NaN/inf are drawn black. Returns `path`.
   """
+  return save_figure(final_loss_figure(df, axes), path)
+
+
+def final_loss_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | None = None
+                      ) -> Figure:
+  """The figure `final_loss_map` saves, with `lines` drawn over every panel."""
   _check_frame(df, axes, ("final_loss",))
   cells = cell_final_loss(df, axes)
   finite = cells.loc[cells["finite"] & (cells["final_loss"] > 0), "final_loss"]
@@ -225,6 +267,7 @@ def final_loss_map(df: pd.DataFrame, axes: list[str], path: str) -> str:
     plt.get_cmap(LOSS_CMAP),
     norm,
     overlay=("_nonfinite", ListedColormap([NONFINITE_COLOR])),
+    lines=lines,
   )
   if not finite.empty:
     bar = fig.colorbar(meshes[0], ax=fig.axes, shrink=0.9, pad=0.02)
@@ -232,10 +275,11 @@ def final_loss_map(df: pd.DataFrame, axes: list[str], path: str) -> str:
   handles = [Patch(facecolor=NONFINITE_COLOR, edgecolor="0.4", label="non-finite\n(diverged)")]
   if missing:
     handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="0.4", label="no run"))
+  handles += _line_handles(fig)
   fig.legend(handles=handles, loc="outside right lower", frameon=False)
   n_nonfinite = int((~cells["finite"]).sum())
   fig.suptitle(f"final loss ({len(df)} runs, {n_nonfinite} non-finite cells)")
-  return _save(fig, path)
+  return fig
 
 
 # ----------------------------------------------------------------------------- internals
@@ -305,8 +349,9 @@ def _panel_size(n_x: int, n_y: int, strip: bool) -> tuple[float, float]:
   return width, height
 
 
-def _draw_panels(df, axes, cells, column, cmap, norm, overlay=None):
-  """Draw `cells[column]` as a pcolormesh per panel. Returns (fig, any_missing, meshes)."""
+def _draw_panels(df, axes, cells, column, cmap, norm, overlay=None, lines=None):
+  """Draw `cells[column]` as a pcolormesh per panel, then `lines(panel values)` over each
+  panel. Returns (fig, any_missing, meshes)."""
   x_spec = _AxisSpec.of(df[axes[0]])
   strip = len(axes) == 1
   y_spec = (
@@ -362,7 +407,46 @@ def _draw_panels(df, axes, cells, column, cmap, norm, overlay=None):
       ax.set_ylabel("")
     if len(panels) > 1 or title != "all":
       ax.set_title(title, fontsize=10)
+    if lines is not None:
+      values = {a: rows[a].iloc[0] for a in axes[2:]}
+      for map_line in lines(values):
+        draw_map_line(ax, map_line, axes)
   return fig, any_missing, meshes
+
+
+def draw_map_line(ax, line: MapLine, axes: Sequence[str]) -> None:
+  """Draws one `MapLine` on a panel whose x is axes[0] and y axes[1] (none for a strip),
+  keeping the panel's limits."""
+  x_key, y_key = axes[0], (axes[1] if len(axes) > 1 else None)
+  keys = list(line.coords)
+  style = dict(color=line.color, linestyle=line.linestyle, linewidth=2.0, label=line.label)
+  limits = ax.get_xlim(), ax.get_ylim()
+  if keys == [x_key]:
+    for v in line.coords[x_key]:
+      ax.axvline(float(v), **style)
+  elif keys == [y_key]:
+    for v in line.coords[y_key]:
+      ax.axhline(float(v), **style)
+  elif y_key is not None and set(keys) == {x_key, y_key}:
+    ax.plot(np.asarray(line.coords[x_key], float), np.asarray(line.coords[y_key], float),
+            **style)
+  else:
+    raise ValueError(f"line '{line.label}' is over {keys}, not over the map axes "
+                     f"{list(axes[:2])}")
+  ax.set_xlim(limits[0])
+  ax.set_ylim(limits[1])
+
+
+def _line_handles(fig) -> list[Line2D]:
+  """One legend handle per distinct label of the lines drawn on the figure's panels."""
+  seen: dict[str, Line2D] = {}
+  for ax in fig.axes:
+    for line in ax.get_lines():
+      label = line.get_label()
+      if label and not label.startswith("_") and label not in seen:
+        seen[label] = Line2D([], [], color=line.get_color(), linestyle=line.get_linestyle(),
+                             linewidth=line.get_linewidth(), label=label)
+  return list(seen.values())
 
 
 def _style_axis(ax, which: str, spec: _AxisSpec, name: str, tick_labels: bool = True) -> None:
@@ -384,6 +468,11 @@ def _style_axis(ax, which: str, spec: _AxisSpec, name: str, tick_labels: bool = 
         label.set_horizontalalignment("right")
   else:
     ax.set_ylabel(name)
+
+
+def save_figure(fig: Figure, path: str) -> str:
+  """Saves `fig` as a PNG at `path` (folders created), closes it, returns `path`."""
+  return _save(fig, path)
 
 
 def _save(fig, path: str) -> str:

@@ -19,9 +19,11 @@ def _run(*args, cwd=REPO, timeout=300):
 
 
 @pytest.mark.parametrize("args, message", [
-  ([SMOKE, "--config.model.widht=3"], "unknown config key 'model.widht' (did you mean 'model.width'?)"),
+  ([SMOKE, "--config.model.widht=3"],
+   "unknown config key 'model.widht' (did you mean 'model.width'?)"),
   (["--config=configs/nope.py"], "config file 'configs/nope.py' does not exist"),
-  ([SMOKE, "--config.model.name=mlpp"], "unknown model 'mlpp' (did you mean 'mlp'?); known: linear, mlp"),
+  ([SMOKE, "--config.model.name=mlpp"],
+   "unknown model 'mlpp' (did you mean 'mlp'?); known: linear, mlp"),
   ([SMOKE, "--config.optimizer.name=adamm"], "unknown optimizer 'adamm'"),
   ([SMOKE, "--config.data.name=mnist2"], "unknown dataset 'mnist2'"),
   ([SMOKE, "--config.model.activation=tanhh"], "unknown activation 'tanhh'"),
@@ -31,7 +33,8 @@ def _run(*args, cwd=REPO, timeout=300):
   ([SMOKE, "--config.model.width=-4"], "'model.width' must be positive"),
   ([SMOKE, "--axis=optimizer.learning_rate=0.1,0"], "'optimizer.learning_rate' must be positive"),
   ([SMOKE, "--axis=init.sigma_w="], "sweep axis 'init.sigma_w' is empty"),
-  ([SMOKE, "--axis=init.sigmaw=1,2"], "sweep axis 'init.sigmaw' names a key the config does not have"),
+  ([SMOKE, "--axis=init.sigmaw=1,2"],
+   "sweep axis 'init.sigmaw' names a key the config does not have"),
   ([SMOKE, "--config.init.sigma_w=2"], "'init.sigma_w' is a sweep axis of this config"),
 ])
 def test_bad_input_is_one_clean_line(tmp_path, args, message):
@@ -57,7 +60,8 @@ def test_tiny_mnist1d_grid_writes_everything_and_redraws(tmp_path, tfds_dir):
     assert os.path.getsize(os.path.join(wd, name)) > 0, name
   with open(os.path.join(wd, "regime_map.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-  meta = json.load(open(os.path.join(wd, "config.json")))
+  with open(os.path.join(wd, "config.json")) as f:
+    meta = json.load(f)
   assert meta["axes"] == ["init.sigma_w", "optimizer.learning_rate", "optimizer.name"]
   assert meta["config"]["data"]["name"] == "mnist1d"
   assert {"jax", "flax", "optax"} <= set(meta["versions"])
@@ -68,7 +72,8 @@ def test_tiny_mnist1d_grid_writes_everything_and_redraws(tmp_path, tfds_dir):
   df = results.load(wd)
   assert len(df) == 12
   assert set(df.loc[df["optimizer.learning_rate"] == 1e38, "regime"]) == {"diverged"}
-  report = open(os.path.join(wd, "report.md")).read()
+  with open(os.path.join(wd, "report.md")) as f:
+    report = f.read()
   assert "diverged" in report and "![regime map](regime_map.png)" in report
 
   os.remove(os.path.join(wd, "regime_map.png"))

@@ -1,0 +1,73 @@
+"""One training run with every diagnostic on: diagnostics.json and the dashboard.
+
+    python -m experiments.train --config=configs/signal_propagation.py --workdir=runs/sp
+    python -m experiments.train --config=configs/edge_of_stability.py --workdir=runs/eos
+
+Runs the config's own point (its `init`, `optimizer`, `train` ... values). A sweep config
+works too: its sweep axes are IGNORED, with a note printed and kept in diagnostics.json
+("notes"), and `--config.KEY=VALUE` may set any key, swept or not (e.g.
+`--config.init.sigma_w=2`). `train.layer_probes` is turned on, and `diagnostics.every`
+is set to `train.log_every` when it is 0, so every diagnostic is measured.
+
+Writes WORKDIR/diagnostics.json (`gradlab.dashboard.diagnose`; keys in
+docs/diagnostics.md), WORKDIR/dashboard.png, WORKDIR/per_layer.png and
+WORKDIR/sharpness.png. Bad input is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (default: configs/default.py).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "",
+                               "Output folder (default: runs/<time>-<config>-train).")
+
+DIAGNOSTICS_FILE = "diagnostics.json"
+
+
+def _main() -> int:
+  from gradlab import dashboard, results
+  from gradlab.data import load_dataset
+
+  cfg, notes = dashboard.prepare_config(_CONFIG.value)  # every validation error is here
+  workdir = _WORKDIR.value or cli.default_workdir(cli.config_path()) + "-train"
+  print(f"gradlab train: {cfg.model.name} depth {cfg.model.depth} width {cfg.model.width} "
+        f"{cfg.model.activation}, sigma_w = {cfg.init.sigma_w:g}, {cfg.optimizer.name} "
+        f"lr = {cfg.optimizer.learning_rate:g}, {cfg.train.steps} steps -> {workdir}",
+        flush=True)
+  for note in notes:
+    print(f"note: {note}", flush=True)
+  dataset = load_dataset(cfg.data.name, cfg.data.data_dir or None)
+  diag = dashboard.diagnose(cfg, dataset, notes)
+  os.makedirs(workdir, exist_ok=True)
+  results.write_json(os.path.join(workdir, DIAGNOSTICS_FILE), diag)
+  paths = dashboard.write_figures(diag, workdir)
+  s, sh, init = diag["summary"], diag["sharpness"], diag["init"]
+  print(f"regime {s['regime']}: loss {s['initial_loss']} -> {s['final_loss']}; onset "
+        f"{diag['onset']}")
+  if init.get("chi_1_measured_mean") is not None:
+    print(f"chi_1 at init: measured {init['chi_1_measured_mean']:.4g} (geometric mean over "
+          f"layers), mean field {init['chi_1_theory']}")
+  print(f"sharpness: max {sh['max_ratio_to_threshold']} x threshold "
+        f"{sh['formula']} = {sh['threshold']}")
+  print(f"wrote {os.path.join(workdir, DIAGNOSTICS_FILE)}, " + ", ".join(paths.values()))
+  return 0
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.getLogger("gradlab").setLevel(logging.INFO)
+  sys.exit(cli.run_cleanly(_main))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
