@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +27,76 @@ def define_axis_flag() -> flags.FlagHolder:
     "axis", [],
     "Sets or replaces a sweep axis: KEY=v1,v2,... or KEY=geom:START:STOP:NUM "
     "(log-spaced) or KEY=lin:START:STOP:NUM; e.g. --axis=init.sigma_w=geom:0.25:8:10.")
+
+
+def define_scaling_flags() -> dict[str, flags.FlagHolder]:
+  """--multihost, --coordinator, --num_processes, --process_id, --resume."""
+  return {
+    "multihost": flags.DEFINE_bool(
+      "multihost", None,
+      "Run as one process of a multi-process sweep (jax.distributed.initialize). Default: "
+      "on when a Cloud TPU VM is detected, off otherwise. Every process runs the same "
+      "command; on a TPU VM JAX finds the other processes itself."),
+    "coordinator": flags.DEFINE_string(
+      "coordinator", "", "Multi-host without a TPU: HOST:PORT of process 0."),
+    "num_processes": flags.DEFINE_integer(
+      "num_processes", 0, "Multi-host without a TPU: the number of processes."),
+    "process_id": flags.DEFINE_integer(
+      "process_id", -1, "Multi-host without a TPU: this process's index (0 .. n-1)."),
+    "resume": flags.DEFINE_enum(
+      "resume", "auto", ["auto", "force"],
+      "Rerunning into a workdir skips the runs already written. 'auto' refuses a workdir "
+      "whose saved config differs (naming the keys); 'force' adds to it anyway, so its "
+      "results may then mix two configs."),
+  }
+
+
+def start_processes(values: dict[str, flags.FlagHolder], workdir: str) -> bool:
+  """Calls jax.distributed.initialize when --multihost is on (or, unset, on a TPU VM) and
+  routes gradlab's log to the terminal (process 0 prints progress, the others warnings
+  only). Returns whether this is a multi-process run."""
+  from gradlab.sweep import mesh
+
+  setup_logging(chatty=True)
+  multihost = values["multihost"].value
+  if multihost is None:
+    multihost = mesh.tpu_environment()
+  if not multihost:
+    return False
+  if not workdir:
+    raise ConfigError("a multi-host sweep needs --workdir (every process must write to the "
+                      "same folder)")
+  mesh.initialize_multihost(values["coordinator"].value, values["num_processes"].value,
+                            values["process_id"].value)
+  import jax
+
+  setup_logging(chatty=jax.process_index() == 0)
+  return True
+
+
+class _Below(logging.Filter):
+  def __init__(self, level: int):
+    super().__init__()
+    self.level = level
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno < self.level
+
+
+def setup_logging(chatty: bool = True) -> None:
+  """gradlab's log as plain lines: information on stdout (when `chatty`), warnings on
+  stderr prefixed 'warning: '."""
+  logger = logging.getLogger("gradlab")
+  out = logging.StreamHandler(sys.stdout)
+  out.setFormatter(logging.Formatter("%(message)s"))
+  out.addFilter(_Below(logging.WARNING))
+  err = logging.StreamHandler(sys.stderr)
+  err.setLevel(logging.WARNING)
+  err.setFormatter(logging.Formatter("warning: %(message)s"))
+  logger.handlers = [out, err]
+  logger.propagate = False
+  logger.setLevel(logging.INFO if chatty else logging.WARNING)
+  logging.getLogger("jax").setLevel(logging.WARNING)  # absl would print jax's INFO lines
 
 
 def parse_axis(spec: str) -> tuple[str, list[Any]]:

@@ -6,12 +6,22 @@
 
 Writes WORKDIR/results/*.parquet, WORKDIR/trajectories/*.npz, WORKDIR/config.json,
 WORKDIR/regime_map.png, WORKDIR/final_loss.png and WORKDIR/report.md. Rerunning into
-the same workdir skips the chunks already written.
+the same workdir skips the runs already written.
+
+Boundary search instead of a dense grid (writes boundary.csv, boundary.json and
+boundary.png, over the dense map of --dense when given):
+
+    python -m experiments.sweep --config=configs/smoke.py --workdir=runs/edge \
+        --config.sweep.mode=boundary --axis=optimizer.learning_rate=1e-4,100
+
+Several processes (one per host of a TPU pod: see scripts/tpu_vm.sh; or local ones):
+
+    python -m experiments.sweep --multihost --coordinator=127.0.0.1:12345 \
+        --num_processes=2 --process_id=0 --workdir=runs/x ...     # and process_id=1
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -25,31 +35,70 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", "", "Output folder (default: runs/<time>-<config>).")
 _AXIS = cli.define_axis_flag()
 _QUIET = flags.DEFINE_bool("quiet", False, "No progress bar.")
+_SCALING = cli.define_scaling_flags()
+_DENSE = flags.DEFINE_string(
+  "dense", "", "Boundary mode: a dense sweep of the same model to draw boundary.png over "
+  "(default: config key sweep.dense_workdir).")
 
 
 def _main() -> int:
-  from gradlab.figures import draw_all
+  cli.start_processes(_SCALING, _WORKDIR.value)
+  import jax
+
   from gradlab.sweep import make_plan, run_sweep
 
   cli.check_overrides_not_swept(_CONFIG.value, sys.argv)
   cfg = cli.apply_axes(_CONFIG.value, _AXIS.value)
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path())
   plan = make_plan(cfg)  # every validation error surfaces here, before any output
-  print(f"gradlab sweep: {plan.n_points} runs in {len(plan.groups)} groups -> {workdir}",
-        flush=True)
-  stats = run_sweep(cfg, workdir, progress=not _QUIET.value)
+  boundary = cfg.sweep.mode == "boundary"
+  lead = jax.process_index() == 0
+  if lead and not boundary:
+    print(f"gradlab sweep: {plan.n_points} runs in {len(plan.groups)} groups -> {workdir}",
+          flush=True)
+  elif lead:
+    print(f"gradlab boundary search along {cfg.sweep.boundary_axis} -> {workdir}", flush=True)
+  stats = run_sweep(cfg, workdir, progress=not _QUIET.value, resume=_SCALING["resume"].value)
+  if not lead:
+    return 0
+  done = (f"{stats.n_points} runs ({stats.n_skipped} already done) in {stats.n_groups} groups, "
+          f"{stats.n_compiles} compiles ({stats.compile_seconds:.1f}s compiling"
+          + (f", plus {stats.n_trial_compiles} trial compiles to size chunks "
+             f"({stats.trial_compile_seconds:.1f}s)" if stats.n_trial_compiles else "")
+          + f", {stats.run_seconds:.1f}s running, {stats.wall_seconds:.1f}s total)")
+  if boundary:
+    return _finish_boundary(cfg, workdir, stats, done)
+  from gradlab.figures import draw_all
+
   figures = draw_all(workdir)
-  print(f"{stats.n_points} runs ({stats.n_skipped} already done) in {stats.n_groups} groups, "
-        f"{stats.n_compiles} compiles ({stats.compile_seconds:.1f}s compiling, "
-        f"{stats.run_seconds:.1f}s running, {stats.wall_seconds:.1f}s total)")
+  print(done)
   print(f"wrote {os.path.join(workdir, 'results')}/, " + ", ".join(figures.values()))
+  if stats.n_processes > 1:
+    print("(a multi-host sweep: on hosts that do not share a disk, fetch every host's "
+          "results and redraw with python -m experiments.plot)")
+  return 0
+
+
+def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:
+  from gradlab.sweep.boundary import BOUNDARY_CSV, dense_runs_for_same_resolution
+  from gradlab.sweep.boundary_plot import draw_boundary
+
+  found = stats.boundary
+  n_outer = len(found.lo)
+  rounds = int(cfg.sweep.boundary_rounds)
+  figure = draw_boundary(workdir, dense_dir=_DENSE.value or cfg.sweep.dense_workdir)
+  counts = {s: int((found.status == s).sum()) for s in dict.fromkeys(found.status)}
+  print(done)
+  print(f"boundary of {n_outer} points ({', '.join(f'{v} {k}' for k, v in counts.items())}): "
+        f"{found.n_runs} runs; a dense grid of the same resolution needs "
+        f"{dense_runs_for_same_resolution(n_outer, rounds)}")
+  print(f"wrote {os.path.join(workdir, BOUNDARY_CSV)}, {figure}")
   return 0
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.getLogger("gradlab").setLevel(logging.INFO)
   sys.exit(cli.run_cleanly(_main))
 
 

@@ -20,7 +20,14 @@ and issues rely on the names):
   vanish_gain, explode_gain (see `gradlab.regimes`)
 - ``diagnostics``: every (sharpness by power iteration every this many steps, a
   multiple of train.log_every; 0 = off), power_iters
-- ``sweep``: axes (dotted key -> list of values), chunk_size (0 = whole group)
+- ``sweep``: axes (dotted key -> list of values); chunk_size (lanes per compiled call;
+  0 = chosen from memory_budget); memory_budget (bytes per device; 0 = half the device's
+  memory); keep_trajectories (False: result rows only); compile_cache ('' =
+  <workdir's parent>/.jax_cache, 'none' = off, else a folder); mode ('grid' or
+  'boundary'); boundary_axis, boundary_rounds, dense_workdir (see
+  `gradlab.sweep.boundary`)
+- ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
+  the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
 
 Keys listed in `TRACED_KEYS` are traced numbers inside `run()`: sweeping them never
 recompiles. Every other key is static: points that differ in it form separate groups,
@@ -118,8 +125,13 @@ def base_config() -> mlc.ConfigDict:
     dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2)
   )
   c.diagnostics = mlc.ConfigDict(dict(every=0, power_iters=20))
-  c.sweep = mlc.ConfigDict(dict(chunk_size=0))
+  c.sweep = mlc.ConfigDict(
+    dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
+         mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
+         dense_workdir="")
+  )
   c.sweep.axes = Axes()
+  c.mesh = mlc.ConfigDict(dict(data=1))
   return c
 
 

@@ -2,20 +2,30 @@
 
 Layout of a workdir::
 
-    config.json                          resolved config, axes, versions, device, commit
-    results/chunk-g000-c00000.parquet    one row per run of that chunk
-    trajectories/chunk-g000-c00000.npz   per-logged-step arrays of the same runs
+    config.json                                 resolved config, axes, versions, device
+    results/chunk-g000-r000000-p000.parquet     one row per run of that file
+    trajectories/chunk-g000-r000000-p000.npz    per-logged-step arrays of the same runs
 
-Every file is written to a temporary name (starting with '.tmp-') and renamed, so a
-killed sweep leaves either a whole chunk or a temporary file that `load` ignores.
+A file holds the runs of one chunk of group ``g`` that process ``p`` computed; ``r`` is
+the first run_id in it. The rows carry ``group``, ``chunk`` (that first run_id) and
+``process``, which name the file and so its trajectories. Because a sweep only ever
+computes runs that are not done yet, a new file never has the name of a finished one:
+a rerun adds files, it never overwrites.
+
+Every file is written to a temporary name (starting with '.tmp-') and renamed, and the
+trajectories before the rows, so a killed sweep leaves either whole files or temporary
+ones that `load` ignores; a run counts as done once its parquet file exists. Files of
+the first layout (``chunk-g000-c00000.parquet``) still load.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -24,13 +34,22 @@ import pandas as pd
 
 from gradlab.registry import ConfigError
 
+log = logging.getLogger("gradlab")
+
 RESULTS_DIR = "results"
 TRAJECTORIES_DIR = "trajectories"
 CONFIG_FILE = "config.json"
-_CHUNK_RE = re.compile(r"^chunk-g(\d{3,})-c(\d{5,})\.(parquet|npz)$")
+CORRUPT_SUFFIX = ".corrupt"
+_CHUNK_RE = re.compile(
+  r"^chunk-g(\d{3,})-(?:r(\d{6,})-p(\d{3,})|c(\d{5,}))\.(parquet|npz)$")
 
 
-def chunk_name(group: int, chunk: int, ext: str) -> str:
+def chunk_name(group: int, chunk: int, ext: str, process: int = 0) -> str:
+  """File name of the runs of `group` starting at run_id `chunk` written by `process`."""
+  return f"chunk-g{group:03d}-r{chunk:06d}-p{process:03d}.{ext}"
+
+
+def _legacy_chunk_name(group: int, chunk: int, ext: str) -> str:
   return f"chunk-g{group:03d}-c{chunk:05d}.{ext}"
 
 
@@ -55,6 +74,10 @@ def write_json(path: str, obj: Any) -> None:
   _atomic_write(path, write)
 
 
+def write_csv(path: str, table: pd.DataFrame) -> None:
+  _atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+
+
 def read_config(workdir: str) -> dict[str, Any]:
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
@@ -67,17 +90,18 @@ def read_config(workdir: str) -> dict[str, Any]:
 
 
 def write_chunk(workdir: str, group: int, chunk: int, rows: pd.DataFrame,
-                trajectories: dict[str, np.ndarray]) -> None:
-  """Writes the trajectories first, then the rows: a chunk counts as done once its
-  parquet file exists, and then its trajectories exist too."""
-  traj_path = os.path.join(workdir, TRAJECTORIES_DIR, chunk_name(group, chunk, "npz"))
+                trajectories: dict[str, np.ndarray] | None, process: int = 0) -> None:
+  """Writes the trajectories (unless None) first, then the rows: the runs count as done
+  once the parquet file exists, and then their trajectories exist too."""
+  if trajectories is not None:
+    traj_path = os.path.join(workdir, TRAJECTORIES_DIR, chunk_name(group, chunk, "npz", process))
 
-  def write_npz(tmp: str) -> None:
-    with open(tmp, "wb") as f:
-      np.savez_compressed(f, **trajectories)
+    def write_npz(tmp: str) -> None:
+      with open(tmp, "wb") as f:
+        np.savez_compressed(f, **trajectories)
 
-  _atomic_write(traj_path, write_npz)
-  rows_path = os.path.join(workdir, RESULTS_DIR, chunk_name(group, chunk, "parquet"))
+    _atomic_write(traj_path, write_npz)
+  rows_path = os.path.join(workdir, RESULTS_DIR, chunk_name(group, chunk, "parquet", process))
   _atomic_write(rows_path, lambda tmp: rows.to_parquet(tmp, index=False))
 
 
@@ -88,33 +112,108 @@ def chunk_files(workdir: str, sub: str = RESULTS_DIR) -> list[str]:
   return sorted(os.path.join(folder, n) for n in os.listdir(folder) if _CHUNK_RE.match(n))
 
 
-def load(workdir: str) -> pd.DataFrame:
-  """All finished runs of a sweep, one row per run, sorted by run_id.
+def _read_rows(path: str) -> pd.DataFrame:
+  try:
+    return pd.read_parquet(path)
+  except Exception as e:  # noqa: BLE001 - any parquet failure means a corrupt chunk
+    raise ConfigError(f"results chunk '{path}' is unreadable ({type(e).__name__}: {e})") from e
 
-  Temporary files of an interrupted chunk are ignored. A chunk file that cannot be
-  read raises a ConfigError naming it (never a silent drop).
+
+def load(workdir: str) -> pd.DataFrame:
+  """All finished runs of a sweep, one row per run, sorted by run_id; the files of every
+  process are merged.
+
+  Temporary files of an interrupted chunk and files set aside as corrupt are ignored. A
+  chunk file that cannot be read raises a ConfigError naming it (never a silent drop);
+  rerunning the sweep into the workdir sets it aside and recomputes its runs.
   """
-  frames = []
-  for path in chunk_files(workdir):
-    try:
-      frames.append(pd.read_parquet(path))
-    except Exception as e:  # noqa: BLE001 - any parquet failure means a corrupt chunk
-      raise ConfigError(f"results chunk '{path}' is unreadable ({type(e).__name__}: {e})") from e
+  frames = [_read_rows(path) for path in chunk_files(workdir)]
   if not frames:
     return pd.DataFrame()
   df = pd.concat(frames, ignore_index=True)
   return df.sort_values("run_id", kind="stable").reset_index(drop=True)
 
 
+def _trajectory_path(workdir: str, row: pd.Series) -> str:
+  group, chunk = int(row["group"]), int(row["chunk"])
+  process = int(row["process"]) if "process" in row.index else 0
+  path = os.path.join(workdir, TRAJECTORIES_DIR, chunk_name(group, chunk, "npz", process))
+  legacy = os.path.join(workdir, TRAJECTORIES_DIR, _legacy_chunk_name(group, chunk, "npz"))
+  return legacy if not os.path.exists(path) and os.path.exists(legacy) else path
+
+
 def load_trajectory(workdir: str, run_id: int) -> dict[str, np.ndarray]:
   """The per-logged-step arrays of one run (loss, grad_norm, grad_norm_by_layer, ...)."""
   df = load(workdir)
-  match = df[df["run_id"] == run_id]
+  match = df[df["run_id"] == run_id] if len(df) else df
   if match.empty:
     raise KeyError(f"run_id {run_id} is not in the results of '{workdir}'")
-  row = match.iloc[0]
-  path = os.path.join(workdir, TRAJECTORIES_DIR,
-                      chunk_name(int(row["group"]), int(row["chunk"]), "npz"))
+  path = _trajectory_path(workdir, match.iloc[0])
+  if not os.path.exists(path):
+    raise ConfigError(f"run {run_id} has no trajectory file ('{path}' is missing; a sweep "
+                      f"with sweep.keep_trajectories=False writes result rows only)")
   with np.load(path, allow_pickle=False) as z:
     lane = int(np.flatnonzero(z["run_id"] == run_id)[0])
     return {k: (z[k] if k == "layer_names" else z[k][lane]) for k in z.files if k != "run_id"}
+
+
+def _trajectories_readable(path: str) -> bool:
+  """A missing npz is fine (summaries-only sweeps); one that exists must open and hold
+  the run ids (a truncated zip fails here)."""
+  if not os.path.exists(path):
+    return True
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      z["run_id"]
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    return False
+  return True
+
+
+def _set_aside(path: str) -> bool:
+  """Renames `path` to `path.corrupt`; False when another process already did."""
+  try:
+    os.replace(path, path + CORRUPT_SUFFIX)
+  except FileNotFoundError:
+    return False
+  return True
+
+
+def recover(workdir: str, columns: tuple[str, ...] = ("run_id", "regime")
+            ) -> tuple[pd.DataFrame, list[str]]:
+  """The finished runs of a workdir (`columns` of their rows) for a resume, and the
+  chunk files found corrupt.
+
+  Reads every chunk file this process can see. A parquet file that cannot be read, or
+  whose trajectory file exists but cannot be read, is reported (one warning naming it)
+  and set aside with both its files renamed to ``*.corrupt`` (which `load` ignores), so
+  its runs count as not done and the sweep recomputes them: nothing is silently dropped.
+  """
+  frames, corrupt = [], []
+  for path in chunk_files(workdir):
+    traj = os.path.join(workdir, TRAJECTORIES_DIR,
+                        os.path.basename(path)[: -len(".parquet")] + ".npz")
+    try:
+      rows = _read_rows(path)
+      missing = [c for c in columns if c not in rows.columns]
+      problem = ("its trajectory file is unreadable" if not _trajectories_readable(traj)
+                 else f"it lacks column(s) {missing}" if missing else "")
+    except ConfigError as e:
+      cause = e.__cause__
+      problem = f"unreadable: {type(cause).__name__}: {cause}"
+    if not problem:
+      frames.append(rows[list(columns)])
+      continue
+    if not os.path.exists(path):  # another process set it aside while this one read it
+      continue
+    moved = _set_aside(path)
+    if os.path.exists(traj):
+      _set_aside(traj)
+    if moved:
+      corrupt.append(path)
+      log.warning("corrupt results chunk '%s' (%s): set aside as '%s%s'; its runs will be "
+                  "recomputed", path, " ".join(problem.split()), os.path.basename(path),
+                  CORRUPT_SUFFIX)
+  if not frames:
+    return pd.DataFrame({c: [] for c in columns}), corrupt
+  return pd.concat(frames, ignore_index=True), corrupt

@@ -8,7 +8,8 @@
 #   scripts/tpu_vm.sh fetch  --name=gl --zone=us-central2-b --workdir=runs/tpu1 [--bucket=...]
 #   scripts/tpu_vm.sh delete --name=gl --zone=us-central2-b
 #
-# --dry-run prints every command instead of running it. setup and run go to every worker
+# --dry-run prints every command instead of running it (give it before `--`: what follows
+# `--` goes to experiments.sweep). setup and run go to every worker
 # (--worker=all): each host runs the same sweep with --multihost, feeds and writes only
 # its own shard of each chunk, and `gradlab.results.load` merges the shards. fetch copies
 # the workdir back: from the bucket when --bucket is given (every worker synced its shard
@@ -16,7 +17,7 @@
 # worker's chunk files stay on that worker.
 set -euo pipefail
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 cmd="${1:-}"; [[ -n "$cmd" ]] || usage 2; shift
 [[ "$cmd" != "-h" && "$cmd" != "--help" ]] || usage 0
@@ -74,7 +75,7 @@ case "$cmd" in
     ;;
   fetch)
     wd="$(remote_workdir)"
-    mkdir -p "$(dirname "$workdir")"
+    run mkdir -p "$(dirname "$workdir")"
     if [[ -n "$bucket" ]]; then
       run gsutil -m rsync -r "$bucket/$workdir" "$workdir"
     else

@@ -1,10 +1,17 @@
-"""The sweep engine: one compile per group, chunks of lanes through jit(vmap(run)).
+"""The sweep engine: one compile per group, chunks of lanes through jit(vmap(run)) on a mesh.
 
-For each group of equal static structure the engine lowers and compiles
-``jit(vmap(run, in_axes=(0, 0, None)))`` ONCE for the chunk shape, then feeds it every
-chunk of that group. Each finished chunk is summarized, labelled by `gradlab.regimes`
-and written atomically by `gradlab.results`. A rerun into the same workdir skips the
-chunks already written.
+For each group of equal static structure the engine compiles
+``jit(vmap(run, in_axes=(0, 0, None), spmd_axis_name='grid'))`` ONCE for the chunk
+shape, with the lanes sharded over the mesh's 'grid' axis and the dataset replicated,
+then feeds it every chunk of that group (padded to a multiple of the grid axis; padded
+lanes never reach the results). The chunk size is `sweep.chunk_size`, or with 0 the
+largest that fits `sweep.memory_budget` (`gradlab.sweep.memory`). Each process writes
+the real lanes its devices hold, labelled by `gradlab.regimes`, with `gradlab.results`.
+
+A rerun into the same workdir plans only the runs not written yet (by run_id), after
+setting aside corrupt chunk files (their runs are recomputed); a workdir of a different
+config is refused (`gradlab.sweep.meta.check_resume`). JAX's persistent compilation
+cache (`gradlab.sweep.cache`) makes a rerun's compiles loads from disk.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from tqdm.auto import tqdm
 from gradlab import prediction, regimes, results
 from gradlab.data import load_dataset
 from gradlab.losses import LOSSES
-from gradlab.sweep import grid
+from gradlab.sweep import cache, grid, memory
+from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep.meta import check_resume, sweep_metadata
 from gradlab.train import build_run, make_data_arrays
 
@@ -36,9 +44,17 @@ log = logging.getLogger("gradlab")
 EVALUATED_WITH = {"gadam": "iterate_average", "schedule_free_adamw": "schedule_free",
                   "schedule_free_sgd": "schedule_free"}
 
+# Trajectory fields written to the npz files, one row per logged (or sharpness) step.
+TRAJECTORY_FIELDS = ("step", "loss", "grad_norm", "grad_norm_by_layer",
+                     "update_ratio_by_layer", "param_norm", "update_norm", "finite",
+                     "sharpness_step", "sharpness", "preconditioned_sharpness")
+
 
 @dataclasses.dataclass
 class SweepStats:
+  """Counts and timings of one `run_sweep` call. Compiles of trial chunks that only sized
+  the real chunks (`sweep.chunk_size = 0`) are counted apart from the real ones."""
+
   n_points: int
   n_groups: int
   n_compiles: int
@@ -46,40 +62,51 @@ class SweepStats:
   compile_seconds: float
   run_seconds: float
   wall_seconds: float
+  n_trial_compiles: int = 0
+  trial_compile_seconds: float = 0.0
+  n_corrupt_files: int = 0
+  n_devices: int = 1
+  n_processes: int = 1
+  chunk_sizes: dict[int, int] = dataclasses.field(default_factory=dict)
+  estimated_bytes: int = 0
+  boundary: Any = None  # sweep.mode='boundary': the `gradlab.sweep.boundary.Boundary`
 
 
 def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.ConfigDict,
                   chance: float, layer_names: list[str]) -> pd.DataFrame:
+  """One result row per lane. `chunk` and `traj` (numpy) hold exactly the lanes to
+  write: real points only, those of this process."""
   n = chunk.size
   tr = traj.tracker
-  first_bad = np.asarray(tr.first_nonfinite_step[:n])
-  explosion = np.asarray(tr.explosion_step[:n])
+  first_bad = np.asarray(tr.first_nonfinite_step)
+  explosion = np.asarray(tr.explosion_step)
   summary = {
     "first_nonfinite_step": first_bad,
-    "initial_grad_norm": np.asarray(tr.initial_grad_norm[:n], np.float64),
-    "max_grad_norm": np.asarray(tr.max_grad_norm[:n], np.float64),
-    "initial_loss": np.asarray(traj.initial_loss[:n], np.float64),
-    "final_loss": np.asarray(traj.final_loss[:n], np.float64),
-    "skipped_steps": np.asarray(traj.skipped_steps[:n]),
+    "initial_grad_norm": np.asarray(tr.initial_grad_norm, np.float64),
+    "max_grad_norm": np.asarray(tr.max_grad_norm, np.float64),
+    "initial_loss": np.asarray(traj.initial_loss, np.float64),
+    "final_loss": np.asarray(traj.final_loss, np.float64),
+    "skipped_steps": np.asarray(traj.skipped_steps),
   }
   labels = regimes.classify(summary, cfg.regimes.explode_factor, cfg.regimes.stall_fraction,
                             chance)
-  rows: dict[str, Any] = {"run_id": chunk.run_ids[:n], "group": chunk.group,
-                          "chunk": chunk.index}
+  rows: dict[str, Any] = {"run_id": chunk.run_ids, "group": chunk.group,
+                          "chunk": int(chunk.run_ids[0]), "process": chunk.process}
   for key in axes:
     rows[key] = [values[key] for values in chunk.axis_values]
-  rows["seed"] = chunk.seeds[:n]
+  rows.update(chunk.extra)
+  rows["seed"] = chunk.seeds
   rows["regime"] = labels
   rows["first_nonfinite_step"] = np.where(first_bad >= 0, first_bad, np.nan)
   rows["explosion_step"] = np.where(explosion >= 0, explosion, np.nan)
   rows["initial_loss"] = summary["initial_loss"]
   rows["final_loss"] = summary["final_loss"]
   rows["chance_loss"] = chance
-  rows["test_loss"] = np.asarray(traj.test_loss[:n], np.float64)
-  rows["test_accuracy"] = np.asarray(traj.test_accuracy[:n], np.float64)
+  rows["test_loss"] = np.asarray(traj.test_loss, np.float64)
+  rows["test_accuracy"] = np.asarray(traj.test_accuracy, np.float64)
   rows["initial_grad_norm"] = summary["initial_grad_norm"]
   rows["max_grad_norm"] = summary["max_grad_norm"]
-  rows["final_grad_norm"] = np.asarray(tr.final_grad_norm[:n], np.float64)
+  rows["final_grad_norm"] = np.asarray(tr.final_grad_norm, np.float64)
   rows["skipped_steps"] = summary["skipped_steps"]
   rows["eval_params"] = EVALUATED_WITH.get(cfg.optimizer.name, "last")
   rows.update(prediction.columns(traj, n, cfg, layer_names, chunk.hparams))
@@ -88,76 +115,284 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
 
 def _trajectory_arrays(chunk: grid.Chunk, traj: Any, layer_names: list[str]
                        ) -> dict[str, np.ndarray]:
-  n = chunk.size
-  out = {"run_id": chunk.run_ids[:n], "layer_names": np.asarray(layer_names)}
-  for name in ("step", "loss", "grad_norm", "grad_norm_by_layer", "update_ratio_by_layer",
-               "param_norm", "update_norm", "finite", "sharpness_step", "sharpness",
-               "preconditioned_sharpness"):
-    out[name] = np.asarray(getattr(traj, name))[:n]
+  """The npz arrays of the same lanes as `_summary_rows` (numpy, real lanes only)."""
+  out = {"run_id": chunk.run_ids, "layer_names": np.asarray(layer_names)}
+  for name in TRAJECTORY_FIELDS:
+    out[name] = np.asarray(getattr(traj, name))
   return out
 
 
+@dataclasses.dataclass
+class _Prepared:
+  """What a group needs before its first chunk: the lowered function at its first chunk
+  shape (compiled on first use), data on the mesh, and what its rows need."""
+
+  run: Callable[..., Any]
+  data: Any
+  data_bytes: int
+  layer_names: list[str]
+  chance: float
+  planned_points: int    # points the chunk size is chosen for
+  first_size: int
+  lowered: Any
+  trajectory_bytes: int  # per run, as written (uncompressed)
+
+
+class Executor:
+  """Runs points of groups as lanes on the mesh and writes their rows.
+
+  `prepare` builds and lowers each group's function (no compile yet) so the size of
+  what the runs will write is known before anything runs; `run` compiles each group
+  once, on first use, and runs and writes every chunk of the points it is given.
+  """
+
+  def __init__(self, cfg: mlc.ConfigDict, workdir: str, mesh: Any, stats: SweepStats,
+               axes: list[str], bar: Any = None,
+               on_compile: Callable[[int, float], None] | None = None):
+    self.cfg, self.workdir, self.mesh, self.stats, self.axes = cfg, workdir, mesh, stats, axes
+    self.bar, self.on_compile = bar, on_compile
+    self.grid = mesh_lib.grid_size(mesh)
+    self.process = jax.process_index()
+    self.keep_trajectories = bool(cfg.sweep.keep_trajectories)
+    self._prepared: dict[int, _Prepared] = {}
+    self._compiled: dict[int, tuple[int, Any]] = {}
+    self._datasets: dict[tuple[str, str], Any] = {}
+    self._data: dict[tuple[str, str, int], tuple[Any, int]] = {}
+
+  def _dataset(self, gcfg: mlc.ConfigDict) -> Any:
+    key = (gcfg.data.name, gcfg.data.data_dir)
+    if key not in self._datasets:
+      self._datasets[key] = load_dataset(gcfg.data.name, gcfg.data.data_dir or None)
+    return self._datasets[key]
+
+  def _global_data(self, gcfg: mlc.ConfigDict, dataset: Any) -> tuple[Any, int]:
+    key = (gcfg.data.name, gcfg.data.data_dir, int(gcfg.train.eval_size))
+    if key not in self._data:
+      host = jax.tree_util.tree_map(np.asarray,
+                                    make_data_arrays(dataset, gcfg.train.eval_size))
+      self._data[key] = (mesh_lib.to_global(host, mesh_lib.replicated(self.mesh)),
+                         memory.tree_bytes(host))
+    return self._data[key]
+
+  def _lower(self, prep_run: Callable[..., Any], hparams: list[str], size: int,
+             data: Any) -> Any:
+    lanes = mesh_lib.lane_sharding(self.mesh)
+    vmapped = jax.vmap(prep_run, in_axes=(0, 0, None), spmd_axis_name=mesh_lib.GRID)
+    fn = jax.jit(vmapped, in_shardings=(lanes, lanes, mesh_lib.replicated(self.mesh)),
+                 out_shardings=lanes)
+    hp_spec = {k: jax.ShapeDtypeStruct((size,), jnp.float32) for k in hparams}
+    key_spec = jax.ShapeDtypeStruct((size, 2), jnp.uint32)
+    return fn.lower(hp_spec, key_spec, data)
+
+  def prepare(self, groups: list[grid.Group]) -> None:
+    """Builds and lowers every group not prepared yet, at its first chunk shape
+    (`sweep.chunk_size`, or the trial shape when it is chosen from memory)."""
+    for group in groups:
+      if group.index in self._prepared:
+        continue
+      gcfg = group.cfg
+      dataset = self._dataset(gcfg)
+      data, data_bytes = self._global_data(gcfg, dataset)
+      run = build_run(gcfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]),
+                      batch_constraint=mesh_lib.batch_constraint(self.mesh))
+      size = (grid.chunk_size_for(self.cfg, len(group), self.grid)
+              or memory.trial_lanes(len(group), self.grid))
+      lowered = self._lower(run, list(group.hparams), size, data)
+      out = lowered.out_info
+      traj_bytes = memory.tree_bytes([getattr(out, f) for f in TRAJECTORY_FIELDS]) // size
+      self._prepared[group.index] = _Prepared(
+        run, data, data_bytes, _layer_names(gcfg, dataset),
+        LOSSES.get(gcfg.train.loss).chance(dataset.y_train, dataset.num_classes),
+        len(group), size, lowered, int(traj_bytes))
+
+  def estimate(self, groups: list[grid.Group], runs_per_group: list[int]) -> int:
+    """Logs, and returns, the bytes the runs will write (rows + trajectories)."""
+    self.prepare(groups)
+    n_rows = sum(runs_per_group)
+    n_columns = 30 + len(self.axes)
+    rows_b, traj_b = 0, 0
+    for group, n in zip(groups, runs_per_group, strict=True):
+      r, t = memory.results_bytes(n, n_columns, self._prepared[group.index].trajectory_bytes,
+                                  self.keep_trajectories)
+      rows_b, traj_b = rows_b + r, traj_b + t
+    traj_text = (f"trajectories up to {memory.describe_bytes(traj_b)} (before compression; "
+                 f"train.log_every thins them, sweep.keep_trajectories=False drops them)"
+                 if self.keep_trajectories else "no trajectories (sweep.keep_trajectories=False)")
+    log.info("estimated results: %d rows, about %s, and %s", n_rows,
+             memory.describe_bytes(rows_b), traj_text)
+    free = _free_bytes(self.workdir)
+    if free is not None and rows_b + traj_b > free:
+      log.warning("the results may not fit: about %s to write, %s free under '%s'",
+                  memory.describe_bytes(rows_b + traj_b), memory.describe_bytes(free),
+                  self.workdir)
+    return rows_b + traj_b
+
+  def _compile_for(self, group: grid.Group) -> tuple[int, Any]:
+    """(chunk size, compiled) of a group: compiled once, on first use."""
+    if group.index in self._compiled:
+      return self._compiled[group.index]
+    self.prepare([group])
+    prep = self._prepared[group.index]
+    t0 = time.perf_counter()
+    compiled = prep.lowered.compile()
+    dt = time.perf_counter() - t0
+    size = prep.first_size
+    if not int(self.cfg.sweep.chunk_size):
+      budget = memory.budget_bytes(float(self.cfg.sweep.memory_budget))
+      trial_bytes = memory.compiled_bytes(compiled)
+      if trial_bytes is None:
+        log.warning("no memory analysis on this backend: chunks of %d lanes", size)
+      else:
+        choice = memory.choose_chunk_size(prep.planned_points, self.grid, size, trial_bytes,
+                                          prep.data_bytes, budget)
+        log.info("group %d: %s per lane per device, budget %s per device: chunks of %d",
+                 group.index, memory.describe_bytes(choice.per_lane_bytes),
+                 memory.describe_bytes(budget), choice.size)
+        if choice.size != size:
+          self.stats.n_trial_compiles += 1
+          self.stats.trial_compile_seconds += dt
+          size = choice.size
+          t0 = time.perf_counter()
+          compiled = self._lower(prep.run, list(group.hparams), size, prep.data).compile()
+          dt = time.perf_counter() - t0
+    self.stats.n_compiles += 1
+    self.stats.compile_seconds += dt
+    self.stats.chunk_sizes[group.index] = size
+    log.info("group %d compiled in %.1fs (%d points, chunks of %d)", group.index, dt,
+             prep.planned_points, size)
+    if self.on_compile is not None:
+      self.on_compile(group.index, dt)
+    self._compiled[group.index] = (size, compiled)
+    return size, compiled
+
+  def run(self, group: grid.Group) -> list[pd.DataFrame]:
+    """Runs every point of `group` (padded chunks of the group's size) and writes the
+    rows of this process's real lanes; returns those rows. The next chunk is dispatched
+    before the last one is written, so writing overlaps computing."""
+    if not len(group):
+      return []
+    size, compiled = self._compile_for(group)
+    prep = self._prepared[group.index]
+    lanes_sharding = mesh_lib.lane_sharding(self.mesh)
+    written: list[pd.DataFrame] = []
+    pending = None
+    for chunk in grid.chunks(group, size):
+      t0 = time.perf_counter()
+      keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32)))
+      hp, keys = mesh_lib.to_global((chunk.hparams, keys), lanes_sharding)
+      out = compiled(hp, keys, prep.data)  # asynchronous
+      self.stats.run_seconds += time.perf_counter() - t0
+      if pending is not None:
+        written += self._write(group, prep, *pending)
+      pending = (chunk, out)
+    if pending is not None:
+      written += self._write(group, prep, *pending)
+    return written
+
+  def _write(self, group: grid.Group, prep: _Prepared, chunk: grid.Chunk, out: Any
+             ) -> list[pd.DataFrame]:
+    """Waits for a chunk's outputs and writes the rows of this process's real lanes."""
+    t0 = time.perf_counter()
+    lanes, local = mesh_lib.local_lanes(out)
+    self.stats.run_seconds += time.perf_counter() - t0
+    mine = chunk.take(lanes, self.process)
+    rows = []
+    if mine.size:
+      real = lanes < chunk.size
+      traj = jax.tree_util.tree_map(lambda x: x[real], local)
+      rows.append(_summary_rows(mine, traj, self.axes, group.cfg, prep.chance,
+                                prep.layer_names))
+      arrays = (_trajectory_arrays(mine, traj, prep.layer_names)
+                if self.keep_trajectories else None)
+      results.write_chunk(self.workdir, group.index, int(mine.run_ids[0]), rows[0], arrays,
+                          self.process)
+    if self.bar is not None:
+      self.bar.update(chunk.size)
+    return rows
+
+
+def _free_bytes(workdir: str) -> int | None:
+  import shutil
+
+  try:
+    return shutil.disk_usage(workdir).free
+  except OSError:
+    return None
+
+
+def start(cfg: mlc.ConfigDict, workdir: str, resume: str, plan: grid.Plan,
+          extra_meta: dict[str, Any] | None = None
+          ) -> tuple[Any, list[str], pd.DataFrame, int]:
+  """What both sweep modes do first, in every process: the mesh, the compile cache, the
+  resume check, config.json (process 0; others only where their filesystem lacks it),
+  and the runs already done (corrupt chunks set aside). Returns (mesh, differences from
+  the saved config, done rows (run_id, regime) of this process, corrupt file count)."""
+  mesh = mesh_lib.make_mesh(int(cfg.mesh.data))
+  cache.configure(cache.cache_dir(str(cfg.sweep.compile_cache), workdir))
+  os.makedirs(workdir, exist_ok=True)
+  diff = check_resume(workdir, cfg, resume)
+  meta = {**sweep_metadata(cfg, plan), **(extra_meta or {})}
+  if diff:
+    meta["resumed_with_differences"] = diff
+  config_path = os.path.join(workdir, results.CONFIG_FILE)
+  if jax.process_index() == 0:
+    results.write_json(config_path, meta)
+  mesh_lib.barrier("gradlab-config-written")
+  if jax.process_index() != 0 and not os.path.exists(config_path):
+    results.write_json(config_path, meta)  # this host does not share process 0's disk
+  done, corrupt = results.recover(workdir)
+  return mesh, diff, done, len(corrupt)
+
+
+def done_mask(done: pd.DataFrame, n_ids: int) -> np.ndarray:
+  """Which of run_ids 0..n_ids-1 are done in ANY process (the same answer everywhere)."""
+  mask = np.zeros(n_ids, np.int8)
+  ids = done["run_id"].to_numpy(dtype=np.int64)
+  mask[ids[(ids >= 0) & (ids < n_ids)]] = 1
+  return mesh_lib.gather_max(mask).astype(bool)
+
+
+def progress_bar(total: int, initial: int, enabled: bool) -> Any:
+  return tqdm(total=total, initial=initial, unit="run", dynamic_ncols=True,
+              disable=not enabled or jax.process_index() != 0)
+
+
 def run_sweep(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
-              on_compile: Callable[[int, float], None] | None = None) -> SweepStats:
-  """Runs the whole grid of `cfg` into `workdir`; returns counts and timings."""
+              on_compile: Callable[[int, float], None] | None = None,
+              resume: str = "auto") -> SweepStats:
+  """Runs the grid of `cfg` into `workdir` (or, with ``sweep.mode='boundary'``, the
+  boundary search of `gradlab.sweep.boundary`); returns counts and timings.
+
+  Every process of a multi-process run calls it with the same arguments.
+  """
+  if cfg.sweep.mode == "boundary":
+    from gradlab.sweep.boundary import run_boundary
+
+    return run_boundary(cfg, workdir, progress=progress, on_compile=on_compile, resume=resume)
   t_start = time.perf_counter()
   plan = grid.make_plan(cfg)  # validates everything before any compile
-  os.makedirs(workdir, exist_ok=True)
-  check_resume(workdir, cfg)
-  results.write_json(os.path.join(workdir, results.CONFIG_FILE), sweep_metadata(cfg, plan))
-  done = {os.path.basename(p) for p in results.chunk_files(workdir)}
-
-  datasets: dict[tuple[str, str], Any] = {}
-  sizes = [grid.chunk_size_for(cfg, g) for g in plan.groups]
-  n_chunks = sum(-(-len(g) // s) for g, s in zip(plan.groups, sizes, strict=True))
-  bar = tqdm(total=n_chunks, unit="chunk", disable=not progress, dynamic_ncols=True)
-  stats = SweepStats(plan.n_points, len(plan.groups), 0, 0, 0.0, 0.0, 0.0)
-  runs_done = 0
-  for group, size in zip(plan.groups, sizes, strict=True):
-    todo = [c for c in grid.chunks(group, size)
-            if results.chunk_name(group.index, c.index, "parquet") not in done]
-    skipped = -(-len(group) // size) - len(todo)
-    stats.n_skipped += sum(c.size for c in grid.chunks(group, size)) - sum(c.size for c in todo)
-    bar.update(skipped)
-    if not todo:
-      continue
-    gcfg = group.cfg
-    data_key = (gcfg.data.name, gcfg.data.data_dir)
-    if data_key not in datasets:
-      datasets[data_key] = load_dataset(gcfg.data.name, gcfg.data.data_dir or None)
-    dataset = datasets[data_key]
-    data = make_data_arrays(dataset, gcfg.train.eval_size)
-    run = build_run(gcfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]))
-    hp_spec = {k: jax.ShapeDtypeStruct((size,), jnp.float32) for k in group.hparams}
-    key_spec = jax.eval_shape(lambda s: jax.vmap(jax.random.PRNGKey)(s),
-                              jax.ShapeDtypeStruct((size,), jnp.int32))
-    t0 = time.perf_counter()
-    compiled = jax.jit(jax.vmap(run, in_axes=(0, 0, None))).lower(hp_spec, key_spec,
-                                                                 data).compile()
-    dt = time.perf_counter() - t0
-    stats.n_compiles += 1
-    stats.compile_seconds += dt
-    log.info("group %d/%d compiled in %.1fs (%d points, chunks of %d)", group.index + 1,
-             len(plan.groups), dt, len(group), size)
-    if on_compile is not None:
-      on_compile(group.index, dt)
-    layer_names = _layer_names(gcfg, dataset)
-    chance = LOSSES.get(gcfg.train.loss).chance(dataset.y_train, dataset.num_classes)
-    for chunk in todo:
-      t0 = time.perf_counter()
-      keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32))
-      traj = jax.device_get(compiled({k: jnp.asarray(v) for k, v in chunk.hparams.items()},
-                                     keys, data))
-      stats.run_seconds += time.perf_counter() - t0
-      results.write_chunk(workdir, group.index, chunk.index,
-                          _summary_rows(chunk, traj, plan.axes, gcfg, chance, layer_names),
-                          _trajectory_arrays(chunk, traj, layer_names))
-      runs_done += chunk.size
-      bar.update(1)
-      bar.set_postfix(runs=f"{runs_done + stats.n_skipped}/{plan.n_points}")
+  mesh, _, done, n_corrupt = start(cfg, workdir, resume, plan)
+  is_done = done_mask(done, plan.n_points)
+  stats = SweepStats(plan.n_points, len(plan.groups), 0, int(is_done.sum()), 0.0, 0.0, 0.0,
+                     n_corrupt_files=n_corrupt, n_devices=mesh.size,
+                     n_processes=jax.process_count())
+  todo = [g.subset([i for i, r in enumerate(g.run_ids) if not is_done[r]])
+          for g in plan.groups]
+  todo = [g for g in todo if len(g)]
+  bar = progress_bar(plan.n_points, stats.n_skipped, progress)
+  executor = Executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
+  if todo:
+    log.info("%d of %d runs to do (%d done already) in %d groups on %d devices (mesh %s)",
+             sum(map(len, todo)), plan.n_points, stats.n_skipped, len(todo), mesh.size,
+             dict(mesh.shape))
+    stats.estimated_bytes = executor.estimate(todo, [len(g) for g in todo])
+  for group in todo:
+    executor.run(group)
   bar.close()
+  mesh_lib.barrier("gradlab-sweep-done")
   stats.wall_seconds = time.perf_counter() - t_start
-  log.info("%d compiles for %d groups", stats.n_compiles, stats.n_groups)
+  log.info("%d compiles for %d groups (+%d trial compiles)", stats.n_compiles,
+           stats.n_groups, stats.n_trial_compiles)
   return stats
 
 

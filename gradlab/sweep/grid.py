@@ -7,7 +7,7 @@ with one clear `ConfigError`.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ _NAMED = (("model.name", MODELS.get), ("model.activation", ACTIVATIONS.get),
           ("train.loss", LOSSES.get),
           ("optimizer.remedies",
            lambda text: build_optimizer("sgd", remedies=config_lib.parse_remedies(text))))
+MODES = ("grid", "boundary")
 
 
 @dataclass
@@ -42,9 +43,18 @@ class Group:
   hparams: dict[str, list[float]] = field(default_factory=dict)
   seeds: list[int] = field(default_factory=list)
   axis_values: list[dict[str, Any]] = field(default_factory=list)
+  extra: dict[str, list[Any]] = field(default_factory=dict)  # more per-point result columns
 
   def __len__(self) -> int:
     return len(self.run_ids)
+
+  def subset(self, positions: Sequence[int]) -> Group:
+    """The same group (index, cfg) restricted to the points at `positions`."""
+    pos = [int(p) for p in positions]
+    return Group(self.index, self.cfg, [self.run_ids[p] for p in pos],
+                 {k: [v[p] for p in pos] for k, v in self.hparams.items()},
+                 [self.seeds[p] for p in pos], [self.axis_values[p] for p in pos],
+                 {k: [v[p] for p in pos] for k, v in self.extra.items()})
 
 
 @dataclass
@@ -59,15 +69,26 @@ class Plan:
 
 @dataclass
 class Chunk:
-  """`size` real lanes padded to `padded` lanes by repeating the last point."""
+  """Lanes of one compiled call: the first `size` are real points, the rest (if any)
+  pad the chunk to its compiled shape by repeating the last point. `axis_values` and
+  `extra` hold the real points only. `process` is the process that writes them."""
 
   group: int
-  index: int
   run_ids: np.ndarray
   hparams: dict[str, np.ndarray]
   seeds: np.ndarray
   axis_values: list[dict[str, Any]]
   size: int
+  extra: dict[str, np.ndarray] = field(default_factory=dict)
+  process: int = 0
+
+  def take(self, lanes: np.ndarray, process: int = 0) -> Chunk:
+    """The real lanes among `lanes` (sorted lane indices), as a chunk without padding."""
+    lanes = np.asarray(lanes, int)
+    lanes = lanes[lanes < self.size]
+    return Chunk(self.group, self.run_ids[lanes], {k: v[lanes] for k, v in self.hparams.items()},
+                 self.seeds[lanes], [self.axis_values[i] for i in lanes], len(lanes),
+                 {k: v[lanes] for k, v in self.extra.items()}, process)
 
 
 def _static_signature(flat: dict[str, Any]) -> tuple:
@@ -79,6 +100,7 @@ def _static_signature(flat: dict[str, Any]) -> tuple:
 def make_plan(cfg: mlc.ConfigDict) -> Plan:
   """Validates `cfg` and its whole grid, then groups points by static structure."""
   config_lib.check_keys(cfg)
+  check_sweep_keys(cfg)
   axes = list(cfg.sweep.axes.keys())
   base = config_lib.flatten(cfg)
   value_lists = []
@@ -107,25 +129,61 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
   return Plan(axes=axes, groups=list(groups.values()))
 
 
-def chunk_size_for(cfg: mlc.ConfigDict, group: Group) -> int:
+def check_sweep_keys(cfg: mlc.ConfigDict) -> None:
+  """Range checks on the `sweep` and `mesh` sections (one ConfigError each)."""
+  s = cfg.sweep
+  if int(s.chunk_size) < 0:
+    raise ConfigError(f"config key 'sweep.chunk_size' must be >= 0, got {s.chunk_size}")
+  if not float(s.memory_budget) >= 0:
+    raise ConfigError(f"config key 'sweep.memory_budget' must be >= 0 (bytes; 0 = half the "
+                      f"device's memory), got {s.memory_budget}")
+  if int(cfg.mesh.data) < 1:
+    raise ConfigError(f"config key 'mesh.data' must be >= 1, got {cfg.mesh.data}")
+  if s.mode not in MODES:
+    raise ConfigError(f"unknown sweep mode '{s.mode}'; known: {', '.join(MODES)}")
+  if s.mode == "boundary":
+    if s.boundary_axis not in TRACED_KEYS or s.boundary_axis in STAGE_SWITCHES:
+      traced = [k for k in TRACED_KEYS if k not in STAGE_SWITCHES]
+      raise ConfigError(f"config key 'sweep.boundary_axis' must name a traced number, got "
+                        f"'{s.boundary_axis}'; known: {', '.join(traced)}")
+    if s.boundary_axis not in s.axes:
+      raise ConfigError(f"boundary search along '{s.boundary_axis}' needs it as a sweep axis "
+                        f"(its min and max are the search bracket): add "
+                        f"--axis={s.boundary_axis}=LOW,HIGH")
+    if len(set(s.axes[s.boundary_axis])) < 2:
+      raise ConfigError(f"sweep axis '{s.boundary_axis}' needs two different values (the "
+                        f"bracket of the boundary search)")
+    if int(s.boundary_rounds) < 0:
+      raise ConfigError(f"config key 'sweep.boundary_rounds' must be >= 0, got "
+                        f"{s.boundary_rounds}")
+
+
+def round_up(n: int, multiple: int) -> int:
+  return -(-int(n) // multiple) * multiple
+
+
+def chunk_size_for(cfg: mlc.ConfigDict, n_points: int, multiple: int = 1) -> int:
+  """An explicit `sweep.chunk_size` for `n_points` points, at most the points there are,
+  rounded up to a multiple of the mesh's grid axis (0 when the size is chosen from the
+  memory budget: see `gradlab.sweep.memory`)."""
   size = int(cfg.sweep.chunk_size)
   if size < 0:
     raise ConfigError(f"config key 'sweep.chunk_size' must be >= 0, got {size}")
-  return len(group) if size == 0 else min(size, len(group))
+  return 0 if size == 0 else round_up(min(size, n_points), multiple)
 
 
 def chunks(group: Group, size: int) -> Iterator[Chunk]:
   """Fixed-size chunks of a group (one compiled shape); the last is padded."""
   n = len(group)
-  for index, start in enumerate(range(0, n, size)):
+  for start in range(0, n, size):
     stop = min(start + size, n)
     take = np.minimum(np.arange(start, start + size), stop - 1)
     yield Chunk(
       group=group.index,
-      index=index,
       run_ids=np.asarray(group.run_ids)[take],
       hparams={k: np.asarray(v, np.float32)[take] for k, v in group.hparams.items()},
       seeds=np.asarray(group.seeds)[take],
       axis_values=group.axis_values[start:stop],
       size=stop - start,
+      extra={k: np.asarray(v)[start:stop] for k, v in group.extra.items()},
     )

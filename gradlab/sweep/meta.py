@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -10,7 +11,7 @@ from typing import Any
 import ml_collections as mlc
 
 from gradlab import results
-from gradlab.config import flatten, to_dict
+from gradlab.config import base_config, flatten, to_dict
 from gradlab.registry import ConfigError
 
 
@@ -39,15 +40,37 @@ def sweep_metadata(cfg: mlc.ConfigDict, plan: Any) -> dict[str, Any]:
                  "python": platform.python_version()},
     "device_kind": jax.devices()[0].device_kind,
     "n_devices": jax.device_count(),
+    "n_processes": jax.process_count(),
     "git_commit": _git_commit(),
   }
 
 
+# Keys that change how a sweep runs, not what it computes: a rerun may change them.
+EXECUTION_KEYS = ("sweep.chunk_size", "sweep.memory_budget", "sweep.keep_trajectories",
+                  "sweep.compile_cache", "sweep.dense_workdir", "mesh.data")
+RESUME_MODES = ("auto", "force")
+
+
 def config_differences(saved: dict[str, Any], cfg: mlc.ConfigDict) -> list[str]:
+  """Dotted keys whose value differs between a saved config and `cfg`, as
+  'key: old -> new'. Execution-only keys (`EXECUTION_KEYS`) do not count, nor keys the
+  saved config predates while `cfg` keeps their default."""
   old = flatten(saved)
   new = flatten(to_dict(cfg))
-  keys = sorted(set(old) | set(new))
-  return [k for k in keys if _norm(old.get(k)) != _norm(new.get(k))]
+  defaults = flatten(to_dict(base_config()))
+  out = []
+  for k in sorted(set(old) | set(new)):
+    if k in EXECUTION_KEYS:
+      continue
+    before = old.get(k, defaults.get(k))
+    if _norm(before) != _norm(new.get(k)):
+      out.append(f"{k}: {_short(before)} -> {_short(new.get(k))}")
+  return out
+
+
+def _short(value: Any, limit: int = 60) -> str:
+  text = json.dumps(_norm(value), default=str)
+  return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _norm(value: Any) -> Any:
@@ -58,14 +81,19 @@ def _norm(value: Any) -> Any:
   return value
 
 
-def check_resume(workdir: str, cfg: mlc.ConfigDict) -> None:
-  """Refuses to write into a workdir whose results came from a different config."""
+def check_resume(workdir: str, cfg: mlc.ConfigDict, resume: str = "auto") -> list[str]:
+  """Refuses to add to a workdir whose results came from a different config, naming the
+  keys that differ; ``resume='force'`` adds anyway (the runs already written keep their
+  old config: the results may then mix two configs). Returns the differences."""
+  if resume not in RESUME_MODES:
+    raise ConfigError(f"unknown resume mode '{resume}'; known: {', '.join(RESUME_MODES)}")
   if not results.chunk_files(workdir):
-    return
+    return []
   saved = results.read_config(workdir)
   diff = config_differences(saved.get("config", {}), cfg)
-  if diff:
+  if diff and resume != "force":
     raise ConfigError(
       f"workdir '{workdir}' holds results of a different config (keys differ: "
-      f"{', '.join(diff)}); use a new --workdir"
+      f"{'; '.join(diff)}); use a new --workdir, or --resume=force to add to it anyway"
     )
+  return diff

@@ -1,0 +1,203 @@
+"""Scaling across devices and processes, each in fresh subprocesses (XLA_FLAGS and
+jax.distributed must be set before JAX starts): 4 devices vs 1, two processes on
+127.0.0.1 vs one, a sweep killed with SIGKILL and rerun, and the TPU VM script's dry run."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import REPO, tiny_config
+
+from gradlab import results
+from gradlab.sweep import run_sweep
+
+TESTS = os.path.join(REPO, "tests")
+VALUE_COLUMNS = ["run_id", "regime", "initial_loss", "final_loss", "test_accuracy",
+                 "max_grad_norm", "first_nonfinite_step"]
+
+
+def _env(devices: int) -> dict[str, str]:
+  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+
+
+def _values(df: pd.DataFrame) -> pd.DataFrame:
+  return df[VALUE_COLUMNS].sort_values("run_id").reset_index(drop=True)
+
+
+def _same_results(got: pd.DataFrame, want: pd.DataFrame, rtol: float) -> None:
+  assert list(got["run_id"]) == sorted(set(got["run_id"]))  # every run exactly once
+  pd.testing.assert_frame_equal(_values(got), _values(want), rtol=rtol)
+
+
+# 5 points of sgd: nothing chaotic, so lanes agree across devices to float tolerance; 5 is
+# a multiple of no mesh axis, so every chunk below is padded
+AXES = {"init.sigma_w": [0.5, 1.0, 2.0, 4.0, 8.0]}
+SECTIONS = {"optimizer": {"name": "sgd", "learning_rate": 0.05}}
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory) -> pd.DataFrame:
+  """The 5-point sweep on this process's one device."""
+  wd = str(tmp_path_factory.mktemp("one") / "wd")
+  run_sweep(tiny_config(AXES, **SECTIONS), wd, progress=False)
+  return results.load(wd)
+
+
+FOUR_DEVICES = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import jax, jax.numpy as jnp
+from conftest import tiny_config
+from gradlab.sweep import mesh, run_sweep
+assert jax.device_count() == 4
+for data, wd in (({data_sizes})):
+  stats = run_sweep(tiny_config({axes!r}, **{sections!r}, mesh=dict(data=data)), wd,
+                    progress=False)
+  print("chunk", data, stats.n_devices, stats.chunk_sizes[0])
+# the 'data' axis really splits the batch: XLA inserts the gradient's all-reduce
+m = mesh.make_mesh(2)
+constrain = mesh.batch_constraint(m)
+def grad(w, x):
+  return jax.grad(lambda w: jnp.mean((constrain(x) @ w) ** 2))(w)
+f = jax.jit(jax.vmap(grad, in_axes=(0, None), spmd_axis_name="grid"),
+            in_shardings=(mesh.lane_sharding(m), mesh.replicated(m)),
+            out_shardings=mesh.lane_sharding(m))
+text = f.lower(jnp.ones((2, 3)), jnp.ones((8, 3))).compile().as_text()
+print("all-reduce" in text)
+"""
+
+
+def test_four_devices_give_the_one_device_results_without_padded_lanes(tmp_path, one_device):
+  wds = {1: str(tmp_path / "grid4"), 2: str(tmp_path / "grid2x2")}
+  script = FOUR_DEVICES.format(repo=REPO, tests=TESTS, axes=AXES, sections=SECTIONS,
+                               data_sizes=", ".join(f"({d}, {w!r})" for d, w in wds.items()))
+  out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=_env(4),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  lines = out.stdout.split("\n")
+  # 5 points on a 4-wide grid axis: one chunk of 8 lanes; on 2 x 2: one chunk of 6
+  assert "chunk 1 4 8" in lines and "chunk 2 4 6" in lines
+  assert lines[-2] == "True"
+  for data, wd in wds.items():
+    got = results.load(wd)
+    assert len(got) == 5  # the padded lanes are absent
+    _same_results(got, one_device, rtol=1e-5 if data == 1 else 1e-4)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _sweep_cmd(*args: str, config: str = "configs/smoke.py") -> list[str]:
+  return [sys.executable, "-m", "experiments.sweep", f"--config={config}", "--quiet", *args]
+
+
+def test_two_processes_merge_to_the_one_process_results(tmp_path, one_device):
+  config = tmp_path / "five.py"
+  config.write_text(f"import sys\nsys.path.insert(0, {TESTS!r})\n"
+                    f"from conftest import tiny_config\n\n\ndef get_config():\n"
+                    f"  return tiny_config({AXES!r}, **{SECTIONS!r})\n")
+  wd = str(tmp_path / "two")
+  port = _free_port()
+  procs = [subprocess.Popen(
+    _sweep_cmd(f"--workdir={wd}", "--config.sweep.chunk_size=4", "--multihost",
+               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+               config=str(config)),
+    cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  assert "5 runs" in outs[0][0] and "5 runs" not in outs[1][0]  # process 0 reports
+  # chunks of 4 lanes over 4 devices, 2 per process; the second chunk is 1 real lane and
+  # 3 padded ones, so process 1 writes nothing of it
+  names = sorted(os.path.basename(p) for p in results.chunk_files(wd))
+  assert names == sorted(results.chunk_name(0, r, "parquet", p) for r, p in
+                         [(0, 0), (2, 1), (4, 0)])
+  got = results.load(wd)
+  _same_results(got, one_device, rtol=1e-5)
+  assert results.load_trajectory(wd, 3)["loss"].shape == (4,)  # a run of process 1
+
+
+def _smoke_reference(wd: str, steps: int, chunk_size: int) -> pd.DataFrame:
+  sys.path.insert(0, REPO)
+  from configs.smoke import get_config
+
+  cfg = get_config()
+  cfg.train.steps = steps
+  cfg.sweep.chunk_size = chunk_size
+  run_sweep(cfg, wd, progress=False)
+  return results.load(wd)
+
+
+def test_sigkill_mid_sweep_then_rerun_gives_every_run_exactly_once(tmp_path):
+  wd = str(tmp_path / "killed")
+  args = (f"--workdir={wd}", "--config.sweep.chunk_size=2", "--config.train.steps=3000")
+  proc = subprocess.Popen(_sweep_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + 240
+  pattern = os.path.join(wd, "results", "*.parquet")
+  while not glob.glob(pattern) and proc.poll() is None and time.monotonic() < deadline:
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  survivors = len(glob.glob(pattern))
+  assert 1 <= survivors < 6, f"the kill must land mid-sweep ({survivors} of 6 chunks)"
+  rerun = subprocess.run(_sweep_cmd(*args), cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert f"({2 * survivors} already done)" in rerun.stdout
+  got = results.load(wd)
+  assert sorted(got["run_id"]) == list(range(12))
+  _same_results(got, _smoke_reference(str(tmp_path / "whole"), chunk_size=2,
+                                      steps=3000), rtol=1e-5)
+
+
+def test_tpu_vm_script_dry_run_prints_every_command(tmp_path):
+  script = os.path.join(REPO, "scripts", "tpu_vm.sh")
+  where = ("--name=gl", "--zone=us-central2-b")
+
+  def dry(command: str, *args: str) -> list[list[str]]:
+    out = subprocess.run(["bash", script, command, "--dry-run", *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return [shlex.split(line) for line in out.stdout.splitlines() if line.strip()]
+
+  gcloud = ["gcloud", "compute", "tpus", "tpu-vm"]
+  [create] = dry("create", *where, "--type=v4-32")
+  assert create[:6] == [*gcloud, "create", "gl"] and "--accelerator-type=v4-32" in create
+  setup = dry("setup", *where)
+  assert len(setup) == 2 and all("--worker=all" in c for c in setup)
+  assert setup[0][4] == "scp" and "pip install" in setup[1][-1]
+  [run] = dry("run", *where, "--workdir=runs/tpu1", "--bucket=gs://b/gl", "--",
+              "--axis=init.sigma_w=0.5,1")
+  assert run[4:6] == ["ssh", "gl"] and "--worker=all" in run
+  remote = " ".join(shlex.split(run[-1]))  # as the worker's shell will read it
+  for part in ("python -m experiments.sweep --multihost", "--workdir=runs/tpu1",
+               "--axis=init.sigma_w=0.5,1", "&& gsutil -m rsync -r runs/tpu1 gs://b/gl/runs/tpu1"):
+    assert part in remote, remote
+  fetch = dry("fetch", *where, "--workdir=runs/tpu1", "--workers=4")
+  assert [c[:2] for c in fetch[1:]] == [gcloud[:2]] * 4
+  assert [next(a for a in c if a.startswith("--worker=")) for c in fetch[1:]] == [
+    f"--worker={w}" for w in range(4)]
+  assert dry("fetch", *where, "--workdir=runs/tpu1", "--bucket=gs://b/gl")[1] == [
+    "gsutil", "-m", "rsync", "-r", "gs://b/gl/runs/tpu1", "runs/tpu1"]
+  [delete] = dry("delete", *where)
+  assert delete[4:6] == ["delete", "gl"] and "--quiet" in delete
+  assert not (tmp_path / "runs").exists()  # a dry run changes nothing
+  bad = subprocess.run(["bash", script, "launch", *where], capture_output=True, text=True)
+  assert bad.returncode == 2 and "unknown subcommand 'launch'" in bad.stderr
+  no_zone = subprocess.run(["bash", script, "create", "--dry-run"], capture_output=True,
+                           text=True)
+  assert no_zone.returncode == 2 and "--zone is required" in no_zone.stderr
