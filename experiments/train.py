@@ -12,10 +12,17 @@ is set to `train.log_every` when it is 0, so every diagnostic is measured.
 Writes WORKDIR/diagnostics.json (`gradlab.dashboard.diagnose`; keys in
 docs/diagnostics.md), WORKDIR/dashboard.png, WORKDIR/per_layer.png and
 WORKDIR/sharpness.png. Bad input is one line on stderr and exit status 2.
+
+    python -m experiments.train --config=configs/edge_of_stability.py --workdir=runs/eos \
+        --checkpoint_every=500
+
+saves orbax checkpoints every 500 steps in WORKDIR/checkpoints; the same command after a
+kill restores the latest one and finishes the run (`gradlab.checkpoint`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -30,12 +37,24 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", "",
                                "Output folder (default: runs/<time>-<config>-train).")
 
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+  "checkpoint_every", 0, "Save an orbax checkpoint every this many steps into "
+  "WORKDIR/checkpoints; a rerun with the same workdir restores the latest and goes on "
+  "(0 = off; a multiple of train.log_every and of diagnostics.every).")
+
 DIAGNOSTICS_FILE = "diagnostics.json"
+
+
+def _checkpointed(cfg, dataset, directory: str, every: int):
+  from gradlab.checkpoint import train_checkpointed
+
+  return train_checkpointed(cfg, dataset, directory, every)
 
 
 def _main() -> int:
   from gradlab import dashboard, results
   from gradlab.data import load_dataset
+  from gradlab.train import train_one
 
   cfg, notes = dashboard.prepare_config(_CONFIG.value)  # every validation error is here
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path()) + "-train"
@@ -46,7 +65,12 @@ def _main() -> int:
   for note in notes:
     print(f"note: {note}", flush=True)
   dataset = load_dataset(cfg.data.name, cfg.data.data_dir or None)
-  diag = dashboard.diagnose(cfg, dataset, notes)
+  train_fn = train_one
+  if _CHECKPOINT_EVERY.value:
+    ckpt = os.path.join(workdir, "checkpoints")
+    train_fn = functools.partial(_checkpointed, directory=ckpt, every=_CHECKPOINT_EVERY.value)
+    print(f"checkpoints every {_CHECKPOINT_EVERY.value} steps in {ckpt}", flush=True)
+  diag = dashboard.diagnose(cfg, dataset, notes, train_fn=train_fn)
   os.makedirs(workdir, exist_ok=True)
   results.write_json(os.path.join(workdir, DIAGNOSTICS_FILE), diag)
   paths = dashboard.write_figures(diag, workdir)

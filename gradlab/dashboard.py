@@ -27,7 +27,7 @@ curves, sharpness, onset, init. See docs/diagnostics.md for each field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -185,13 +185,14 @@ def summarize_run(cfg: mlc.ConfigDict, traj: Trajectory, layer_names: list[str],
   }
 
 
-def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None
+def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None,
+             train_fn: Callable[[mlc.ConfigDict, Any], Trajectory] = train_one
              ) -> dict[str, Any]:
   """Trains `cfg`'s point (prepared by `prepare_config`) on `dataset` and returns every
   diagnostic as a JSON-ready dict (see the module docstring)."""
   notes = list(notes or [])
   input_shape = tuple(dataset.x_train.shape[1:])
-  traj = jax.device_get(train_one(cfg, dataset))
+  traj = jax.device_get(train_fn(cfg, dataset))
   params, model, layer_names = init_params(cfg, dataset.num_classes, input_shape)
   objective = LOSSES.get(cfg.train.loss)
   n_eval = min(int(cfg.train.eval_size) or len(dataset.x_train), len(dataset.x_train))

@@ -46,6 +46,16 @@ class DataArrays(NamedTuple):
   y_test: jax.Array
 
 
+class RunParts(NamedTuple):
+  """One point's run in three pieces: start() -> (carry, initial_loss);
+  advance(carry, first_block, n_blocks) -> (carry, outs); finish(carry, outs,
+  initial_loss) -> Trajectory."""
+
+  start: Callable[[], Any]
+  advance: Callable[..., Any]
+  finish: Callable[..., Any]
+
+
 class Trajectory(NamedTuple):
   """What one run returns. Per-logged-step fields have a leading axis of n_logs."""
 
@@ -121,12 +131,18 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
              else jnp.array(True) for n in layer_names[:-1]]
     return objective(logits, y), jnp.stack([*flags, jnp.all(jnp.isfinite(logits))])
 
-  def run(hp: Mapping[str, jax.Array], key: jax.Array, data: DataArrays) -> Trajectory:
+  def parts(hp: Mapping[str, jax.Array], key: jax.Array, data: DataArrays) -> RunParts:
+    """start / advance / finish of one point's run (closures over its optimizer and keys);
+    `run` is their composition, `train_checkpointed` calls them segment by segment."""
     init_key, data_key, diag_key = jax.random.split(key, 3)
-    dummy = jnp.zeros((1, *input_shape), jnp.float32)
-    unit = model.init(init_key, dummy)["params"]
-    params = scale_params(unit, hp["sigma_w"], hp["sigma_b"])
     tx = make_tx(hp)
+
+    def init_params():
+      dummy = jnp.zeros((1, *input_shape), jnp.float32)
+      unit = model.init(init_key, dummy)["params"]
+      return scale_params(unit, hp["sigma_w"], hp["sigma_b"])
+
+    adam_like = _has_adam_state(jax.eval_shape(lambda: tx.init(init_params())))
 
     def step_fn(carry, step, probe: bool):
       params, opt_state, tracker, onset = carry
@@ -194,36 +210,59 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       carry, out = jax.lax.scan(block, carry, d * diag_every + jnp.arange(diag_every))
       return carry, (out, sharp)
 
-    opt_state = tx.init(params)
-    adam_like = _has_adam_state(opt_state)
-    carry = (params, opt_state, probes.tracker_init(), probes.onset_init(len(layer_names)))
-    initial_loss = loss_fn(params, data.x_eval, data.y_eval)
-    if diag_every:
-      n_diag = n_logs // diag_every
-      carry, ((logged_steps, records), sharp) = jax.lax.scan(diag_block, carry,
-                                                             jnp.arange(n_diag))
-      logged_steps, records = jax.tree_util.tree_map(
-        lambda x: x.reshape(-1, *x.shape[2:]), (logged_steps, records))
-      carry, (rest_steps, rest) = jax.lax.scan(block, carry,
-                                               n_diag * diag_every + jnp.arange(
-                                                 n_logs - n_diag * diag_every))
-      logged_steps, records = jax.tree_util.tree_map(
-        lambda a, b: jnp.concatenate([a, b]), (logged_steps, records), (rest_steps, rest))
-    else:
-      carry, (logged_steps, records) = jax.lax.scan(block, carry, jnp.arange(n_logs))
-      sharp = jnp.zeros((0, 3), jnp.float32)
-    carry = plain_steps(carry, jnp.asarray(n_logs * log_every), tail)
-    params, opt_state, tracker, onset = carry
-    evaluated = eval_params(opt_name, opt_state, params)  # Gadam: the iterate average
-    final_loss = loss_fn(evaluated, data.x_eval, data.y_eval)
-    test_loss, test_accuracy = _evaluate(model, objective, evaluated, data.x_test, data.y_test)
-    return Trajectory(step=logged_steps.astype(jnp.int32), **records,
-                      initial_loss=initial_loss, final_loss=final_loss, test_loss=test_loss,
-                      test_accuracy=test_accuracy,
-                      skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
-                      sharpness_step=sharp[:, 0].astype(jnp.int32), sharpness=sharp[:, 1],
-                      preconditioned_sharpness=sharp[:, 2], tracker=tracker, onset=onset)
+    def start():
+      params = init_params()
+      carry = (params, tx.init(params), probes.tracker_init(),
+               probes.onset_init(len(layer_names)))
+      return carry, loss_fn(params, data.x_eval, data.y_eval)
 
+    def advance(carry, first_block: jax.Array | int, n_blocks: int):
+      """Log blocks first_block .. first_block + n_blocks - 1; with diagnostics on,
+      first_block must be a multiple of the diagnostics interval (in blocks)."""
+      if diag_every:
+        n_diag = n_blocks // diag_every
+        carry, ((logged_steps, records), sharp) = jax.lax.scan(
+          diag_block, carry, first_block // diag_every + jnp.arange(n_diag))
+        logged_steps, records = jax.tree_util.tree_map(
+          lambda x: x.reshape(-1, *x.shape[2:]), (logged_steps, records))
+        carry, (rest_steps, rest) = jax.lax.scan(
+          block, carry, first_block + n_diag * diag_every
+          + jnp.arange(n_blocks - n_diag * diag_every))
+        logged_steps, records = jax.tree_util.tree_map(
+          lambda a, b: jnp.concatenate([a, b]), (logged_steps, records), (rest_steps, rest))
+      else:
+        carry, (logged_steps, records) = jax.lax.scan(block, carry,
+                                                      first_block + jnp.arange(n_blocks))
+        sharp = jnp.zeros((0, 3), jnp.float32)
+      return carry, (logged_steps, records, sharp)
+
+    def finish(carry, outs, initial_loss) -> Trajectory:
+      logged_steps, records, sharp = outs
+      carry = plain_steps(carry, jnp.asarray(n_logs * log_every), tail)
+      params, opt_state, tracker, onset = carry
+      evaluated = eval_params(opt_name, opt_state, params)  # Gadam: the iterate average
+      final_loss = loss_fn(evaluated, data.x_eval, data.y_eval)
+      test_loss, test_accuracy = _evaluate(model, objective, evaluated, data.x_test,
+                                           data.y_test)
+      return Trajectory(step=logged_steps.astype(jnp.int32), **records,
+                        initial_loss=initial_loss, final_loss=final_loss,
+                        test_loss=test_loss, test_accuracy=test_accuracy,
+                        skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
+                        sharpness_step=sharp[:, 0].astype(jnp.int32),
+                        sharpness=sharp[:, 1], preconditioned_sharpness=sharp[:, 2],
+                        tracker=tracker, onset=onset)
+
+    return RunParts(start, advance, finish)
+
+  def run(hp: Mapping[str, jax.Array], key: jax.Array, data: DataArrays) -> Trajectory:
+    p = parts(hp, key, data)
+    carry, initial_loss = p.start()
+    carry, outs = p.advance(carry, 0, n_logs)
+    return p.finish(carry, outs, initial_loss)
+
+  run.parts = parts  # type: ignore[attr-defined]
+  run.n_logs = n_logs  # type: ignore[attr-defined]
+  run.diag_blocks = diag_every  # type: ignore[attr-defined]
   return run
 
 
