@@ -1,0 +1,72 @@
+"""Times gradlab's sweep engine against a sequential JAX loop, PyTorch and the matmul peak.
+
+    python -m experiments.benchmark --preset=all               # small, then large
+    python -m experiments.benchmark --preset=small --points=1024 --out=benchmark_gpu
+
+For each preset, in ONE process and one after another on the same grid: (1) gradlab's
+sweep engine with all default probes on and results written, (2) the same points one at a
+time through one reused jitted run, (3) the same model in plain PyTorch when torch is
+importable, (4) the float32 peak of a large jitted matmul and gradlab's fraction of it,
+(5) gradlab with per-layer probes off. Prints a table and writes OUT/benchmark.json and
+OUT/benchmark.md. See docs/performance.md for what each loop computes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from experiments import cli
+
+_PRESET = flags.DEFINE_string("preset", "small", "small, large, all (= small then large), "
+                              "or tiny (a seconds-long check that the benchmark works).")
+_POINTS = flags.DEFINE_integer("points", 0, "Grid size (sigma_w x lr, as square as possible); "
+                               "0 = the preset's 64.")
+_OUT = flags.DEFINE_string("out", "benchmark_out", "Output folder.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir ('' = TFDS's default).")
+_THREADS = flags.DEFINE_integer("torch_threads", 0, "PyTorch threads (0 = the cores this "
+                                "process may use).")
+_BUDGET = flags.DEFINE_float("loop_budget_s", 120.0, "Seconds each one-point-at-a-time loop "
+                             "may spend; past it the rest of the grid is extrapolated.")
+_CHUNK = flags.DEFINE_integer("chunk_size", 0, "sweep.chunk_size for gradlab (0 = whole grid).")
+_MATMUL = flags.DEFINE_list("matmul_sizes", ["1024", "2048", "4096"],
+                            "Square matmul sizes for the peak.")
+_FLUSH = flags.DEFINE_bool("torch_flush_denormal", True, "Flush denormals to zero in the "
+                           "PyTorch loop, as XLA's CPU runtime does for gradlab.")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "Run each timed loop this many times and keep "
+                                "the fastest (for machines shared with other work).")
+_KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --out.")
+
+
+def _main() -> int:
+  from gradlab.bench import presets as presets_lib
+  from gradlab.bench import run_benchmark
+
+  names = list(presets_lib.ALL) if _PRESET.value == "all" else [_PRESET.value]
+  threads = _THREADS.value or len(os.sched_getaffinity(0))
+  result = run_benchmark(
+    names, out_dir=_OUT.value, points=_POINTS.value or None, data_dir=_DATA_DIR.value,
+    torch_threads=threads, loop_budget_s=_BUDGET.value, chunk_size=_CHUNK.value,
+    matmul_sizes=[int(n) for n in _MATMUL.value], keep_sweeps=_KEEP.value,
+    torch_flush_denormal=_FLUSH.value, repeats=_REPEATS.value)
+  from gradlab.bench.report import markdown
+
+  print()
+  print(markdown(result))
+  print(f"wrote {os.path.join(_OUT.value, 'benchmark.json')} and "
+        f"{os.path.join(_OUT.value, 'benchmark.md')}")
+  return 0
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  logging.getLogger("gradlab").setLevel(logging.WARNING)
+  sys.exit(cli.run_cleanly(_main))
+
+
+if __name__ == "__main__":
+  app.run(main)
