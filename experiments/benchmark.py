@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from absl import app, flags
 
@@ -61,11 +60,7 @@ def _main() -> int:
   return 0
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.getLogger("gradlab").setLevel(logging.WARNING)
-  sys.exit(cli.run_cleanly(_main))
+main = cli.make_main(_main, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 import ml_collections as mlc
 import numpy as np
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from gradlab.config import make_axes
@@ -194,6 +194,21 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def config_path() -> str:
   return config_flags.get_config_filename(flags.FLAGS["config"])
+
+
+def make_main(body: Callable[[], int | None], log_level: int | None = None
+              ) -> Callable[[list[str]], None]:
+  """The absl `main` of an entry point: no positional arguments, gradlab's log level,
+  and `body` run through `run_cleanly` (a ConfigError is one line and exit status 2)."""
+
+  def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if log_level is not None:
+      logging.getLogger("gradlab").setLevel(log_level)
+    sys.exit(run_cleanly(body))
+
+  return main
 
 
 def run_cleanly(main: Callable[[], int | None]) -> int:

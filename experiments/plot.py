@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from absl import app, flags
 
 from experiments import cli
@@ -37,10 +35,7 @@ def _main() -> int:
   return 0
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  sys.exit(cli.run_cleanly(_main))
+main = cli.make_main(_main)
 
 
 if __name__ == "__main__":

@@ -96,10 +96,7 @@ def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:
   return 0
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  sys.exit(cli.run_cleanly(_main))
+main = cli.make_main(_main)
 
 
 if __name__ == "__main__":

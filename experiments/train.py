@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -86,11 +85,7 @@ def _main() -> int:
   return 0
 
 
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  logging.getLogger("gradlab").setLevel(logging.INFO)
-  sys.exit(cli.run_cleanly(_main))
+main = cli.make_main(_main, log_level=logging.INFO)
 
 
 if __name__ == "__main__":
