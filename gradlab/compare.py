@@ -19,13 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from gradlab import regimes  # noqa: E402
 from gradlab.plots import format_value, is_log_spaced, worst_common_regime  # noqa: E402
 from gradlab.report import markdown_table  # noqa: E402
 
 LR = "optimizer.learning_rate"
 SIGMA = "init.sigma_w"
 CHAIN_KEYS = ("optimizer.name", "optimizer.remedies", "optimizer.schedule", "optimizer.clip")
-STABLE = ("trained", "stalled")
+STABLE = regimes.STABLE
 
 
 def variant_keys(axes: Sequence[str]) -> list[str]:

@@ -44,7 +44,6 @@ from gradlab.sweep.grid import make_plan
 from gradlab.train import Trajectory, hparams_from_config, train_one
 
 SIGNAL_EXAMPLES = 256  # inputs the init-time signal statistics average over
-PRECONDITIONED = ("adam", "adamw")  # thresholds on the preconditioned sharpness
 THRESHOLD_FORMULA = {"sgd": "2/lr", "gd": "2/lr", "momentum": "(2+2 beta)/lr",
                      "heavy_ball": "(2+2 beta)/lr", "nesterov": "(2+2 beta)/((1+2 beta) lr)",
                      "adam": "(2+2 b1)/((1-b1) lr)", "adamw": "(2+2 b1)/((1-b1) lr)"}
@@ -92,7 +91,8 @@ def sharpness_reference(cfg: mlc.ConfigDict) -> dict[str, Any]:
   threshold = float(prediction.initial_threshold(name, hp)[0])
   return {"optimizer": name, "learning_rate": float(cfg.optimizer.learning_rate),
           "threshold": threshold, "formula": THRESHOLD_FORMULA.get(name, ""),
-          "compared": "preconditioned_sharpness" if name in PRECONDITIONED else "sharpness",
+          "compared": ("preconditioned_sharpness" if name in prediction.PRECONDITIONED
+                       else "sharpness"),
           "source": (theory.SHARPNESS_THRESHOLDS.get(name).source
                      if name in theory.SHARPNESS_THRESHOLDS else "")}
 

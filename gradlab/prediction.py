@@ -28,7 +28,7 @@ from gradlab import theory
 from gradlab.report import markdown_table
 
 # The Hessian whose sharpness is compared: preconditioned for the Adam family.
-_PRECONDITIONED = ("adam", "adamw")
+PRECONDITIONED = ("adam", "adamw")
 _BETA_KEY = {"momentum": "momentum", "nesterov": "momentum", "adam": "b1", "adamw": "b1"}
 
 
@@ -71,7 +71,7 @@ def columns(traj: Any, n: int, cfg: Any, layer_names: Sequence[str],
   names = np.asarray([*layer_names, ""], dtype=object)  # index -1 -> ''
   onset = traj.onset
   opt = cfg.optimizer.name
-  sharp = np.asarray(traj.preconditioned_sharpness if opt in _PRECONDITIONED
+  sharp = np.asarray(traj.preconditioned_sharpness if opt in PRECONDITIONED
                      else traj.sharpness, np.float64)[:n]
   s0 = sharp[:, 0] if sharp.shape[1] else np.full(n, np.nan)
   s1 = sharp[:, -1] if sharp.shape[1] else np.full(n, np.nan)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from gradlab.diagnostics import onset as onset_lib
+from gradlab.optim.guards import all_finite
 
 
 def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
@@ -25,11 +26,6 @@ def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
   if not layer_names:
     return jnp.zeros((0,), jnp.float32)
   return jnp.stack([optax.global_norm(tree[name]) for name in layer_names])
-
-
-def all_finite(tree: Any) -> jax.Array:
-  leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,

@@ -33,6 +33,8 @@ import numpy as np
 from gradlab.losses import cross_entropy_chance
 
 REGIMES: tuple[str, ...] = ("trained", "stalled", "exploding", "diverged")
+# A run that neither exploded nor diverged (stable-lr tables, boundary search).
+STABLE: tuple[str, ...] = ("trained", "stalled")
 
 
 def summarize(loss: np.ndarray, grad_norm: np.ndarray, explode_factor: float) -> dict[str, Any]:

@@ -262,6 +262,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
 
   run.parts = parts  # type: ignore[attr-defined]
   run.n_logs = n_logs  # type: ignore[attr-defined]
+  run.layer_names = layer_names  # type: ignore[attr-defined]
   run.diag_blocks = diag_every  # type: ignore[attr-defined]
   return run
 

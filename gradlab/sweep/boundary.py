@@ -38,13 +38,13 @@ import numpy as np
 import pandas as pd
 
 from gradlab import config as config_lib
-from gradlab import results
+from gradlab import regimes, results
 from gradlab.sweep import grid
 from gradlab.sweep import mesh as mesh_lib
 
 log = logging.getLogger("gradlab")
 
-STABLE = ("trained", "stalled")
+STABLE = regimes.STABLE
 BOUNDARY_CSV = "boundary.csv"
 BOUNDARY_JSON = "boundary.json"
 

@@ -201,7 +201,7 @@ class Executor:
       out = lowered.out_info
       traj_bytes = memory.tree_bytes([getattr(out, f) for f in TRAJECTORY_FIELDS]) // size
       self._prepared[group.index] = _Prepared(
-        run, data, data_bytes, _layer_names(gcfg, dataset),
+        run, data, data_bytes, run.layer_names,
         LOSSES.get(gcfg.train.loss).chance(dataset.y_train, dataset.num_classes),
         len(group), size, lowered, int(traj_bytes))
 
@@ -395,9 +395,3 @@ def run_sweep(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
            stats.n_groups, stats.n_trial_compiles)
   return stats
 
-
-def _layer_names(cfg: mlc.ConfigDict, dataset: Any) -> list[str]:
-  from gradlab.models import MODELS
-
-  _, names = MODELS.get(cfg.model.name)(cfg.model, cfg.init.family, dataset.num_classes)
-  return names
