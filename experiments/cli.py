@@ -148,9 +148,24 @@ def check_overrides_not_swept(cfg: mlc.ConfigDict, argv: Sequence[str]) -> None:
                           f"be ignored; set its values with --axis={key}=v1,v2,...")
 
 
-def default_workdir(config_path: str) -> str:
+def user_override_keys(argv: Sequence[str]) -> list[str]:
+  """The dotted keys given as --config.KEY=... on the command line."""
+  return [a[len("--config."):].split("=", 1)[0] for a in argv
+          if a.startswith("--config.") and "=" in a]
+
+
+def apply_quick(cfg: mlc.ConfigDict, argv: Sequence[str]) -> mlc.ConfigDict:
+  """--config.quick=True: the config file's CPU variant (`gradlab.config.apply_quick`),
+  with the command line's own overrides kept."""
+  from gradlab.config import apply_quick as apply
+
+  return apply(cfg, user_override_keys(argv))
+
+
+def default_workdir(config_path: str, quick: bool = False) -> str:
   stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
   name = os.path.splitext(os.path.basename(config_path or "default"))[0]
+  name += "-quick" if quick else ""
   return os.path.join("runs", f"{stamp}-{name}")
 
 

@@ -47,9 +47,10 @@ def _main() -> int:
 
   from gradlab.sweep import make_plan, run_sweep
 
-  cli.check_overrides_not_swept(_CONFIG.value, sys.argv)
-  cfg = cli.apply_axes(_CONFIG.value, _AXIS.value)
-  workdir = _WORKDIR.value or cli.default_workdir(cli.config_path())
+  cfg = cli.apply_quick(_CONFIG.value, sys.argv)
+  cli.check_overrides_not_swept(cfg, sys.argv)
+  cfg = cli.apply_axes(cfg, _AXIS.value)
+  workdir = _WORKDIR.value or cli.default_workdir(cli.config_path(), quick=cfg.quick)
   plan = make_plan(cfg)  # every validation error surfaces here, before any output
   boundary = cfg.sweep.mode == "boundary"
   lead = jax.process_index() == 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -55,7 +56,8 @@ def _main() -> int:
   from gradlab.data import load_dataset
   from gradlab.train import train_one
 
-  cfg, notes = dashboard.prepare_config(_CONFIG.value)  # every validation error is here
+  cfg = cli.apply_quick(_CONFIG.value, sys.argv)
+  cfg, notes = dashboard.prepare_config(cfg)  # every validation error is here
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path()) + "-train"
   print(f"gradlab train: {cfg.model.name} depth {cfg.model.depth} width {cfg.model.width} "
         f"{cfg.model.activation}, sigma_w = {cfg.init.sigma_w:g}, {cfg.optimizer.name} "
@@ -63,7 +65,7 @@ def _main() -> int:
         flush=True)
   for note in notes:
     print(f"note: {note}", flush=True)
-  dataset = load_dataset(cfg.data.name, cfg.data.data_dir or None)
+  dataset = load_dataset(cfg.data.name, cfg.data.data_dir or None, data_cfg=cfg.data)
   train_fn = train_one
   if _CHECKPOINT_EVERY.value:
     ckpt = os.path.join(workdir, "checkpoints")

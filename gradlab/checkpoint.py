@@ -44,7 +44,8 @@ def train_checkpointed(cfg: mlc.ConfigDict, dataset: Any, directory: str, every:
   if every <= 0 or every % unit:
     raise ConfigError(f"checkpoint interval {every} must be a positive multiple of "
                       f"{unit} steps (train.log_every, and diagnostics.every when on)")
-  run = build_run(cfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]))
+  run = build_run(cfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]),
+                  task=dataset.task)
   hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams_from_config(cfg).items()}
   key = jax.random.PRNGKey(int(cfg.train.seed))
   data = make_data_arrays(dataset, cfg.train.eval_size)

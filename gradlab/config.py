@@ -50,15 +50,61 @@ from gradlab.registry import ConfigError
 # 0 here: a positive value switches the global-norm stage on.
 OPTIMIZER_NUMBERS: dict[str, float] = {**HPARAM_DEFAULTS, "clip": 0.0, "decay_steps": 0.0}
 
+# Traced init scales beyond sigma_w / sigma_b; a model's scale_rule says which
+# parameters each multiplies (gradlab.models.registry.Model).
+INIT_SCALES: dict[str, float] = {
+  "spectral_radius": 1.0,  # recurrent kernels: their spectral radius (or gain)
+  "embed_scale": 1.0,      # Transformer multipliers on top of sigma_w
+  "attn_scale": 1.0,
+  "mlp_scale": 1.0,
+  "output_scale": 1.0,
+}
+
 TRACED_KEYS: tuple[str, ...] = (
   "init.sigma_w",
   "init.sigma_b",
+  *(f"init.{k}" for k in INIT_SCALES),
   *(f"optimizer.{k}" for k in OPTIMIZER_NUMBERS),
+  "train.z_loss",
   "train.seed",
 )
 
-# Traced keys whose sign also switches a chain stage on or off (a static choice).
-STAGE_SWITCHES: tuple[str, ...] = ("optimizer.clip",)
+# Traced keys whose sign also switches a stage on or off (a static choice).
+STAGE_SWITCHES: tuple[str, ...] = ("optimizer.clip", "train.z_loss")
+
+# Static model keys, one block per family (each family's module documents its own).
+MODEL_KEYS: dict[str, Any] = dict(
+  name="mlp", depth=10, width=64, activation="tanh", layer_norm=False, use_bias=True,
+  norm="none",  # none | batch | layer | group | rms (families that support it)
+)
+CNN_KEYS: dict[str, Any] = dict(
+  kernel_size=3, residual_init="none",  # none | skipinit | zero_gamma
+  downsample=2,  # cnn / cnn_localizer: how many convs have stride 2 (gradlab.models.cnn)
+)
+RNN_KEYS: dict[str, Any] = dict(
+  readout="last",  # last | every
+)
+TRANSFORMER_KEYS: dict[str, Any] = dict(
+  heads=4, mlp_ratio=4, ln_position="pre", qk_norm=False, tied_embeddings=True,
+  positions="learned", scale_residual=False,
+  vocab_size=0,  # transformer input vocabulary; 0 = the dataset's number of classes
+)
+INIT_KEYS: dict[str, Any] = dict(
+  family="lecun", sigma_w=1.0, sigma_b=0.0, **INIT_SCALES,
+  recurrent_family="orthogonal", forget_bias=0.0,
+)
+DATA_KEYS: dict[str, Any] = dict(
+  name="mnist1d", data_dir="", batch_size=64,
+  augment="none",   # none | crop_flip (on device, per sampled minibatch)
+  seq_len=20,       # sequence tasks: T (static)
+  stream=0,         # 0: whole train split on device; N: stream N examples per segment
+)
+TRAIN_KEYS: dict[str, Any] = dict(
+  steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
+  loss="auto",      # auto: the dataset task's loss; or a gradlab.losses name
+  z_loss=0.0,       # weight of z-loss (PaLM): z * mean(logsumexp(logits)^2); traced
+  box_loss="huber",  # localization: l2 | huber (static)
+)
 
 
 class Axes(Mapping):
@@ -109,18 +155,13 @@ def make_axes(axes: Mapping[str, Sequence[Any]] | None = None) -> Axes:
 def base_config() -> mlc.ConfigDict:
   """Every key gradlab knows, with its default. Config files start from this."""
   c = mlc.ConfigDict()
-  c.model = mlc.ConfigDict(
-    dict(name="mlp", depth=10, width=64, activation="tanh", layer_norm=False, use_bias=True)
-  )
-  c.init = mlc.ConfigDict(dict(family="lecun", sigma_w=1.0, sigma_b=0.0))
+  c.model = mlc.ConfigDict({**MODEL_KEYS, **CNN_KEYS, **RNN_KEYS, **TRANSFORMER_KEYS})
+  c.init = mlc.ConfigDict(dict(INIT_KEYS))
   c.optimizer = mlc.ConfigDict(
     dict(name="adam", remedies="", schedule="constant", **OPTIMIZER_NUMBERS)
   )
-  c.data = mlc.ConfigDict(dict(name="mnist1d", data_dir="", batch_size=64))
-  c.train = mlc.ConfigDict(
-    dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
-         loss="cross_entropy")
-  )
+  c.data = mlc.ConfigDict(dict(DATA_KEYS))
+  c.train = mlc.ConfigDict(dict(TRAIN_KEYS))
   c.regimes = mlc.ConfigDict(
     dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2)
   )
@@ -132,7 +173,31 @@ def base_config() -> mlc.ConfigDict:
   )
   c.sweep.axes = Axes()
   c.mesh = mlc.ConfigDict(dict(data=1))
+  # A config file's CPU-sized variant: --config.quick=True applies quick_overrides
+  # (dotted key -> value; 'sweep.axes' -> a mapping of axes) before anything runs,
+  # except the keys given on the command line (see `apply_quick`).
+  c.quick = False
+  c.quick_overrides = Axes()
   return c
+
+
+def apply_quick(cfg: mlc.ConfigDict, user_keys: Sequence[str] = ()) -> mlc.ConfigDict:
+  """With ``cfg.quick`` set, a copy of `cfg` with ``cfg.quick_overrides`` applied, except
+  the dotted keys in `user_keys` (overrides given on the command line win). Without it,
+  `cfg` unchanged. Unknown keys in the overrides are a ConfigError."""
+  if not cfg.get("quick", False):
+    return cfg
+  overrides = dict(Axes(cfg.quick_overrides).items())
+  axes = overrides.pop("sweep.axes", None)
+  known = flatten(base_config())
+  for key in overrides:
+    if key not in known or key in ("quick", "quick_overrides"):
+      raise ConfigError(f"quick_overrides names unknown config key '{key}'"
+                        f"{_close(key, list(known))}")
+  out = with_overrides(cfg, {k: v for k, v in overrides.items() if k not in user_keys})
+  if axes is not None and "sweep.axes" not in user_keys:
+    out.sweep.axes = make_axes(axes)
+  return out
 
 
 def flatten(cfg: mlc.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -140,7 +205,7 @@ def flatten(cfg: mlc.ConfigDict | Mapping[str, Any], prefix: str = "") -> dict[s
   out: dict[str, Any] = {}
   for key, value in cfg.items():
     name = f"{prefix}{key}"
-    if name == "sweep.axes":
+    if name in ("sweep.axes", "quick_overrides"):
       out[name] = Axes(value).to_json() if value is not None else {}
     elif isinstance(value, mlc.ConfigDict | Mapping):
       out.update(flatten(value, name + "."))
@@ -160,9 +225,12 @@ def from_dict(d: Mapping[str, Any]) -> mlc.ConfigDict:
   """A ConfigDict from a plain nested dict (e.g. a saved config.json), axes included."""
   d = {k: dict(v) if isinstance(v, Mapping) else v for k, v in d.items()}
   axes = d["sweep"].pop("axes", {}) if isinstance(d.get("sweep"), dict) else {}
+  quick = d.pop("quick_overrides", None)
   out = mlc.ConfigDict(d)
   if "sweep" in out:
     out.sweep.axes = Axes(axes)
+  if quick is not None:
+    out.quick_overrides = Axes(quick)
   return out
 
 
@@ -171,6 +239,8 @@ def to_dict(cfg: mlc.ConfigDict) -> dict[str, Any]:
   d = {k: v.to_dict() if isinstance(v, mlc.ConfigDict) else v for k, v in cfg.items()}
   if "sweep" in d:
     d["sweep"]["axes"] = Axes(cfg.sweep.axes).to_json()
+  if "quick_overrides" in d:
+    d["quick_overrides"] = Axes(cfg.quick_overrides).to_json()
   return d
 
 
@@ -233,12 +303,13 @@ def check_keys(cfg: mlc.ConfigDict) -> None:
       raise ConfigError(f"sweep axis '{key}' is empty; give it at least one value")
 
 
-_POSITIVE = ("model.depth", "model.width", "optimizer.learning_rate", "train.steps",
+_POSITIVE = ("model.depth", "model.width", "data.seq_len", "optimizer.learning_rate", "train.steps",
              "train.log_every", "regimes.explode_factor", "optimizer.clip_value",
              "optimizer.agc_clip", "optimizer.layer_clip", "optimizer.spike_factor",
              "optimizer.average_every", "optimizer.decay_rate", "diagnostics.power_iters",
              "regimes.vanish_gain", "regimes.explode_gain")
-_NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", "optimizer.clip", "optimizer.eps",
+_NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", *(f"init.{k}" for k in INIT_SCALES),
+                 "train.z_loss", "data.stream", "optimizer.clip", "optimizer.eps",
                  "optimizer.weight_decay", "optimizer.alpha", "optimizer.warmup_steps",
                  "optimizer.decay_steps", "optimizer.average_start", "data.batch_size",
                  "train.eval_size", "train.seed", "regimes.stall_fraction")

@@ -38,8 +38,8 @@ import numpy as np
 from gradlab import overlays, prediction, regimes, theory
 from gradlab.config import copy_config, flatten, make_axes, to_dict
 from gradlab.diagnostics import signal
-from gradlab.losses import LOSSES
-from gradlab.models import MODELS, scale_params
+from gradlab.losses import LOSSES, chance_loss, resolve
+from gradlab.models import build_model, scale_params
 from gradlab.sweep.grid import make_plan
 from gradlab.train import Trajectory, hparams_from_config, train_one
 
@@ -69,16 +69,19 @@ def prepare_config(cfg: mlc.ConfigDict) -> tuple[mlc.ConfigDict, list[str]]:
   return out, notes
 
 
-def init_params(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...]
-                ) -> tuple[Any, Any, list[str]]:
-  """(params, model, layer_names): exactly the parameters `gradlab.train` run() starts
-  from for ``train.seed``, ``init.sigma_w`` and ``init.sigma_b``."""
-  model, layer_names = MODELS.get(cfg.model.name)(cfg.model, cfg.init.family, num_classes)
+def init_params(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...],
+                input_dtype: Any = jnp.float32) -> tuple[Any, Any, list[str], Any]:
+  """(params, model, layer_names, state): exactly the parameters (and normalization
+  state) `gradlab.train` run() starts from for ``train.seed`` and the config's scales."""
+  spec = build_model(cfg, num_classes)
+  model, layer_names = spec.module, spec.layer_names
   init_key = jax.random.split(jax.random.PRNGKey(int(cfg.train.seed)), 3)[0]
-  dummy = jnp.zeros((1, *input_shape), jnp.float32)
-  unit = jax.jit(lambda k: model.init(k, dummy)["params"])(init_key)
-  params = scale_params(unit, jnp.float32(cfg.init.sigma_w), jnp.float32(cfg.init.sigma_b))
-  return params, model, layer_names
+  dummy = jnp.zeros((1, *input_shape), input_dtype)
+  variables = dict(jax.jit(lambda k: model.init(k, dummy))(init_key))
+  hp = {k: jnp.float32(v) for k, v in hparams_from_config(cfg).items()}
+  params = scale_params(variables.pop("params"), hp, spec.scale_rule)
+  state = {k: v for k, v in variables.items() if k not in ("intermediates", "perturbations")}
+  return params, model, layer_names, state
 
 
 def sharpness_reference(cfg: mlc.ConfigDict) -> dict[str, Any]:
@@ -193,11 +196,15 @@ def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None,
   notes = list(notes or [])
   input_shape = tuple(dataset.x_train.shape[1:])
   traj = jax.device_get(train_fn(cfg, dataset))
-  params, model, layer_names = init_params(cfg, dataset.num_classes, input_shape)
-  objective = LOSSES.get(cfg.train.loss)
+  params, model, layer_names, state = init_params(cfg, dataset.num_classes, input_shape,
+                                                  dataset.x_train.dtype)
+  objective = LOSSES.get(resolve(cfg.train.loss, dataset.task.loss))
+  objective_fn = objective.bind(cfg.train) if objective.bind else objective.fn
   n_eval = min(int(cfg.train.eval_size) or len(dataset.x_train), len(dataset.x_train))
-  check = objective.fn(model.apply({"params": params}, dataset.x_train[:n_eval]),
-                       dataset.y_train[:n_eval])
+  variables, x_eval = {"params": params, **state}, dataset.x_train[:n_eval]
+  outputs = (model.apply(variables, x_eval, train=True, mutable=list(state))[0] if state
+             else model.apply(variables, x_eval, train=True))
+  check = objective_fn(outputs, dataset.y_train[:n_eval])
   sigma_w2 = sigma_b2 = None
   if cfg.init.family in overlays.FAMILY_VARIANCE_GAIN:
     sigma_w2, sigma_b2 = overlays.mean_field_variances(
@@ -212,7 +219,7 @@ def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None,
               "learning_rate": float(cfg.optimizer.learning_rate), "steps": int(cfg.train.steps),
               "dataset": cfg.data.name},
     **summarize_run(cfg, traj, layer_names,
-                    objective.chance(dataset.y_train, dataset.num_classes)),
+                    chance_loss(cfg.train, dataset)),
   }
   init: dict[str, Any] = {"grad_norm_by_layer": np.asarray(traj.grad_norm_by_layer[0]),
                           "initial_loss_recomputed": float(check)}

@@ -1,13 +1,24 @@
 """Training losses by name, each with the loss of the best constant predictor.
 
-``chance(labels, num_classes)`` is what `gradlab.regimes` judges ``stalled`` against:
-a run that does not beat the best constant prediction by the stall fraction stalled.
+A `Loss` holds
+- ``fn(outputs, labels) -> scalar``: the training objective;
+- ``chance(labels, num_classes) -> float``: the loss of the best constant prediction,
+  what `gradlab.regimes` judges ``stalled`` against (a run that does not beat it by the
+  stall fraction stalled); a dataset's `Task.chance` overrides it;
+- ``metrics(outputs, labels) -> {name: scalar}``: evaluation metrics, written as
+  ``test_<name>`` columns (``accuracy`` is ``test_accuracy``);
+- ``bind(train_cfg) -> fn``: when given, builds ``fn`` from static options of the
+  config's ``train`` section (e.g. ``train.box_loss``), and ``bind_chance(train_cfg)``
+  the matching ``chance``.
+
+Integer labels may carry -1 at positions the loss ignores (sequence tasks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NamedTuple
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,22 +27,37 @@ import optax
 
 from gradlab.registry import Registry
 
+Metrics = Callable[[Any, jax.Array], Mapping[str, jax.Array]]
+
 
 class Loss(NamedTuple):
-  fn: Callable[[jax.Array, jax.Array], jax.Array]   # (logits (B, K), labels (B,)) -> scalar
-  chance: Callable[[np.ndarray, int], float]         # (train labels, K) -> constant's loss
+  fn: Callable[[Any, jax.Array], jax.Array]     # (outputs, labels) -> scalar
+  chance: Callable[[np.ndarray, int], float]     # (train labels, K) -> constant's loss
+  metrics: Metrics | None = None                 # (outputs, labels) -> {name: scalar}
+  bind: Callable[[Any], Callable[[Any, jax.Array], jax.Array]] | None = None
+  bind_chance: Callable[[Any], Callable[[np.ndarray, int], float]] | None = None
 
 
 LOSSES: Registry[Loss] = Registry("loss")
 
 
 def _class_frequencies(labels: np.ndarray, num_classes: int) -> np.ndarray:
-  return np.bincount(np.asarray(labels).ravel(), minlength=num_classes) / np.size(labels)
+  labels = np.asarray(labels).ravel()
+  labels = labels[labels >= 0]
+  return np.bincount(labels, minlength=num_classes) / max(labels.size, 1)
+
+
+def _masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  mask = mask.astype(values.dtype)
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy with integer labels."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  """Mean softmax cross-entropy with integer labels (any leading shape), over the
+  positions whose label is >= 0."""
+  mask = labels >= 0
+  per = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(mask, labels, 0))
+  return _masked_mean(per, mask)
 
 
 def cross_entropy_chance(labels: np.ndarray, num_classes: int) -> float:
@@ -39,6 +65,12 @@ def cross_entropy_chance(labels: np.ndarray, num_classes: int) -> float:
   p = _class_frequencies(labels, num_classes)
   p = p[p > 0]
   return float(-(p * np.log(p)).sum())
+
+
+def accuracy(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+  """Fraction of counted positions (label >= 0) whose argmax is the label."""
+  mask = labels >= 0
+  return {"accuracy": _masked_mean(jnp.argmax(logits, -1) == labels, mask)}
 
 
 def mse(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -56,5 +88,111 @@ def mse_chance(labels: np.ndarray, num_classes: int) -> float:
   return float(0.5 * np.sum(p * (1 - p)))
 
 
-LOSSES.register("cross_entropy")(Loss(cross_entropy, cross_entropy_chance))
-LOSSES.register("mse")(Loss(mse, mse_chance))
+def _as_targets(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+  return targets.reshape(outputs.shape).astype(outputs.dtype)
+
+
+def squared_error(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+  """Regression: 0.5 * mean over examples of ||outputs - targets||^2 (float targets of
+  shape (B,) or (B, k), matching outputs (B, k))."""
+  err = outputs - _as_targets(outputs, targets)
+  return 0.5 * jnp.mean(jnp.sum(err.reshape(err.shape[0], -1) ** 2, axis=-1))
+
+
+def squared_error_chance(targets: np.ndarray, num_outputs: int) -> float:
+  """The best constant is the target mean: 0.5 * the sum over outputs of the variance."""
+  t = np.asarray(targets, np.float64).reshape(len(targets), -1)
+  return float(0.5 * t.var(axis=0).sum())
+
+
+LOSSES.register("cross_entropy")(Loss(cross_entropy, cross_entropy_chance, accuracy))
+LOSSES.register("mse")(Loss(mse, mse_chance, accuracy))
+LOSSES.register("squared_error")(Loss(squared_error, squared_error_chance))
+
+
+def resolve(name: str, task_loss: str) -> str:
+  """`train.loss`, with 'auto' meaning the dataset task's own loss."""
+  return task_loss if name == "auto" else name
+
+
+def loss_names() -> list[str]:
+  return ["auto", *LOSSES.names()]
+
+
+def chance_loss(train_cfg: Any, dataset: Any) -> float:
+  """The chance-level loss `stalled` is judged against: the dataset task's stated one,
+  else the loss's best constant predictor on the train labels. `train_cfg` is the
+  config's ``train`` section (``loss``: 'auto' resolves to the task's loss; a bound
+  loss's options, e.g. ``box_loss``)."""
+  if dataset.task.chance is not None:
+    return float(dataset.task.chance)
+  loss = LOSSES.get(resolve(train_cfg.loss, dataset.task.loss))
+  chance = loss.bind_chance(train_cfg) if loss.bind_chance else loss.chance
+  return chance(dataset.y_train, dataset.num_classes)
+
+
+# --- localization: class + box (the object-detection case at lab scale) -------------------
+
+HUBER_DELTA = 1.0
+# residual (prediction - target) -> per-coordinate box loss.
+BOX_LOSSES: Registry[Callable[[jax.Array], jax.Array]] = Registry("box loss")
+BOX_LOSSES.register("l2")(lambda r: 0.5 * r**2)
+# Smooth L1 (Girshick 2015, "Fast R-CNN", Sec. 2.3, eq. 3): 0.5 r^2 for |r| < 1, else
+# |r| - 0.5; adopted because "when the regression targets are unbounded, training with L2
+# loss can require careful tuning of learning rates in order to prevent exploding
+# gradients". Its derivative is bounded by HUBER_DELTA; the L2 one is r itself.
+BOX_LOSSES.register("huber", "smooth_l1")(lambda r: optax.huber_loss(r, delta=HUBER_DELTA))
+
+
+def iou(box_a: jax.Array, box_b: jax.Array) -> jax.Array:
+  """Intersection over union of boxes (..., 4) = (x0, y0, x1, y1); 0 where the union is
+  empty. A box with x1 < x0 (or y1 < y0) has area 0, so a malformed prediction scores 0."""
+  ix = jnp.clip(jnp.minimum(box_a[..., 2], box_b[..., 2])
+                - jnp.maximum(box_a[..., 0], box_b[..., 0]), 0.0)
+  iy = jnp.clip(jnp.minimum(box_a[..., 3], box_b[..., 3])
+                - jnp.maximum(box_a[..., 1], box_b[..., 1]), 0.0)
+  inter = ix * iy
+
+  def area(b: jax.Array) -> jax.Array:
+    return jnp.clip(b[..., 2] - b[..., 0], 0.0) * jnp.clip(b[..., 3] - b[..., 1], 0.0)
+
+  union = area(box_a) + area(box_b) - inter
+  return jnp.where(union > 0, inter / jnp.where(union > 0, union, 1.0), 0.0)
+
+
+def localization_loss(box_loss: str = "huber") -> Callable[[Any, jax.Array], jax.Array]:
+  """outputs {'logits': (B, K), 'box': (B, 4)}, labels (B, 5) = [class, x0, y0, x1, y1]
+  -> cross-entropy + the mean over examples of the box loss summed over the 4
+  coordinates (Fast R-CNN's multi-task loss, eq. 1, with lambda = 1)."""
+  per_coordinate = BOX_LOSSES.get(box_loss)
+
+  def fn(outputs: Any, labels: jax.Array) -> jax.Array:
+    classes = labels[:, 0].astype(jnp.int32)
+    box = outputs["box"]
+    box_term = jnp.sum(per_coordinate(box - labels[:, 1:5].astype(box.dtype)), axis=-1)
+    return cross_entropy(outputs["logits"], classes) + jnp.mean(box_term)
+
+  return fn
+
+
+def localization_chance(labels: np.ndarray, num_classes: int, box_loss: str = "huber") -> float:
+  """The constant predictor's loss: the class entropy plus the box loss of always
+  predicting the mean training box."""
+  labels = np.asarray(labels, np.float64)
+  boxes = labels[:, 1:5]
+  residual = jnp.asarray(boxes - boxes.mean(axis=0), jnp.float32)
+  box_term = float(jnp.mean(jnp.sum(BOX_LOSSES.get(box_loss)(residual), axis=-1)))
+  return cross_entropy_chance(labels[:, 0].astype(np.int64), num_classes) + box_term
+
+
+def localization_metrics(outputs: Any, labels: jax.Array) -> dict[str, jax.Array]:
+  """accuracy of the class head and mean IoU of the predicted vs true box."""
+  return {**accuracy(outputs["logits"], labels[:, 0].astype(jnp.int32)),
+          "mean_iou": jnp.mean(iou(outputs["box"], labels[:, 1:5]))}
+
+
+LOSSES.register("localization")(Loss(
+  localization_loss("huber"), localization_chance, localization_metrics,
+  bind=lambda train_cfg: localization_loss(train_cfg.box_loss),
+  bind_chance=lambda train_cfg: functools.partial(localization_chance,
+                                                  box_loss=train_cfg.box_loss)))

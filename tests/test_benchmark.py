@@ -19,7 +19,7 @@ import optax
 import pytest
 
 from gradlab.bench import flops, presets, report, runner, timing, torch_loop
-from gradlab.models import MODELS, scale_params
+from gradlab.models import MODELS, scale_by, scale_params
 
 TINY = presets.PRESETS["tiny"]
 
@@ -119,9 +119,9 @@ def test_time_points_extrapolates_a_subset():
 def _flax_params(dims, sigma_w, sigma_b, seed=0):
   cfg_model = presets.preset_config(TINY).model
   cfg_model.depth, cfg_model.width = len(dims) - 1, dims[0][1]
-  model, _ = MODELS.get("mlp")(cfg_model, "lecun", dims[-1][1])
+  model, *_ = MODELS.get("mlp")(cfg_model, "lecun", dims[-1][1])
   unit = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, dims[0][0])))["params"]
-  return model, scale_params(unit, sigma_w, sigma_b)
+  return model, scale_params(unit, scale_by(sigma_w, sigma_b))
 
 
 def test_torch_mlp_and_adam_match_gradlab():

@@ -13,13 +13,13 @@ from gradlab import theory as T
 from gradlab.diagnostics import hessian as H
 from gradlab.diagnostics import onset as O
 from gradlab.diagnostics import signal as S
-from gradlab.models.init import scale_params
+from gradlab.models.init import scale_by, scale_params
 from gradlab.models.mlp import MLP
 
 
 def _init(model: MLP, key, in_dim: int, sigma_w: float = 1.0, sigma_b: float = 1.0):
   unit = jax.jit(lambda k: model.init(k, jnp.zeros((1, in_dim)))["params"])(key)
-  return scale_params(unit, sigma_w, sigma_b)
+  return scale_params(unit, scale_by(sigma_w, sigma_b))
 
 
 @pytest.mark.parametrize("activation, layer_norm, use_bias", [("tanh", False, True),
@@ -54,7 +54,7 @@ def wide_nets():
 def test_wide_tanh_net_matches_mean_field_chi_1_q_and_c(wide_nets, sigma_w2):
   units, xs = wide_nets
   stats_fn = jax.jit(lambda p, x: S.signal_stats(p, "tanh", x))
-  stats = [stats_fn(scale_params(u, np.sqrt(sigma_w2), np.sqrt(SIGMA_B2)), x)
+  stats = [stats_fn(scale_params(u, scale_by(np.sqrt(sigma_w2), np.sqrt(SIGMA_B2))), x)
            for u, x in zip(units, xs, strict=True)]
   chi_measured = np.mean([s.chi_1[SKIP:] for s in stats])
   chi_theory = float(T.chi_1("tanh", sigma_w2, SIGMA_B2))

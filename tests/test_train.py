@@ -9,7 +9,7 @@ import optax
 import pytest
 from conftest import tiny_config
 
-from gradlab.models import MODELS, scale_params
+from gradlab.models import MODELS, scale_by, scale_params
 from gradlab.optim import build_optimizer
 from gradlab.train import build_run, hparams_from_config, make_data_arrays
 
@@ -85,9 +85,9 @@ def test_absurd_lr_is_labelled_diverged_in_a_sweep(tmp_path):
 def test_kernel_std_is_sigma_w_over_sqrt_fan_in(sigma_w):
   cfg = tiny_config()
   cfg.model.depth, cfg.model.width = 3, 256
-  model, names = MODELS.get("mlp")(cfg.model, "lecun", 10)
+  model, names, *_ = MODELS.get("mlp")(cfg.model, "lecun", 10)
   unit = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 128)))["params"]
-  params = scale_params(unit, jnp.float32(sigma_w), jnp.float32(0.3))
+  params = scale_params(unit, scale_by(jnp.float32(sigma_w), jnp.float32(0.3)))
   for name in names:
     kernel = np.asarray(params[name]["kernel"])
     fan_in, n = kernel.shape[0], kernel.size

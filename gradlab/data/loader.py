@@ -29,17 +29,38 @@ _READ_CHUNK = 4096
 DataDir = str | os.PathLike | None
 
 
+class Task(NamedTuple):
+  """What a dataset asks of training (docs/extending.md).
+
+  loss: the `gradlab.losses` name ``train.loss='auto'`` resolves to.
+  sampler: ``(key, batch_size) -> (x, y)``, a pure JAX function that GENERATES each
+    minibatch on device inside the training scan (generated tasks); None: minibatches
+    are sampled from the train split.
+  chance: the task's stated chance-level loss (what ``stalled`` is judged against);
+    None: the loss's own ``chance(y_train, num_classes)``.
+  """
+
+  loss: str = "cross_entropy"
+  sampler: Callable[..., Any] | None = None
+  chance: float | None = None
+
+
+CLASSIFICATION = Task()
+
+
 class Dataset(NamedTuple):
-  """A classification dataset held as host numpy arrays.
+  """A dataset held as host numpy arrays, and the task it poses.
 
   Attributes:
     name: the gradlab name it was loaded under.
     x_train: float32 (N, *feature_shape), standardized with train statistics.
-    y_train: int32 (N,) class labels in [0, num_classes).
+    y_train: int32 (N,) class labels in [0, num_classes); or int32 (N, T) labels per
+      step (-1: ignored); or float32 (N, k) targets (regression, localization).
     x_test: float32 (M, *feature_shape) standardized with TRAIN statistics; None if the
       dataset has no test split.
     y_test: int32 (M,) or None.
-    num_classes: number of classes.
+    num_classes: number of model outputs (per position).
+    task: the task's loss, generator and chance level (`Task`).
   """
 
   name: str
@@ -48,9 +69,12 @@ class Dataset(NamedTuple):
   x_test: np.ndarray | None
   y_test: np.ndarray | None
   num_classes: int
+  task: Task = CLASSIFICATION
 
 
-DatasetLoader = Callable[[DataDir, int], Dataset]
+# (data_dir, seed, data_cfg) -> Dataset; data_cfg is the config's `data` section (None:
+# defaults), for options such as data.seq_len.
+DatasetLoader = Callable[[DataDir, int, Any], Dataset]
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
@@ -63,7 +87,8 @@ def dataset_names() -> list[str]:
   return DATASETS.names()
 
 
-def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0) -> Dataset:
+def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0,
+                 data_cfg: Any = None) -> Dataset:
   """Loads dataset `name` as standardized numpy arrays.
 
   Args:
@@ -74,6 +99,8 @@ def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0) -> Dataset:
       Synthetic tasks ignore it.
     seed: selects the draw of a synthetic task (teacher weights, blob centres, inputs).
       TFDS datasets ignore it: their splits are fixed.
+    data_cfg: the config's ``data`` section (e.g. ``seq_len`` of sequence tasks); None
+      means the defaults of `gradlab.config.DATA_KEYS`.
 
   Returns:
     A `Dataset`; x standardized with train statistics (see `feature_stats`).
@@ -90,7 +117,13 @@ def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0) -> Dataset:
       neither.
   """
   loader = DATASETS.get(name)
-  return loader(data_dir, seed)
+  if data_cfg is None:
+    import ml_collections as mlc
+
+    from gradlab.config import DATA_KEYS
+
+    data_cfg = mlc.ConfigDict(dict(DATA_KEYS, name=name))
+  return loader(data_dir, seed, data_cfg)
 
 
 def feature_stats(x_train: np.ndarray, min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:
@@ -127,19 +160,24 @@ def make_dataset(
   x_test: np.ndarray | None,
   y_test: np.ndarray | None,
   num_classes: int,
+  task: Task = CLASSIFICATION,
+  standardize_x: bool = True,
 ) -> Dataset:
-  """Builds a `Dataset` from raw arrays: standardizes x, casts labels to int32."""
-  xs_train, xs_test = standardize(
-    np.asarray(x_train), None if x_test is None else np.asarray(x_test)
-  )
-  return Dataset(
-    name=name,
-    x_train=xs_train,
-    y_train=np.asarray(y_train, dtype=np.int32),
-    x_test=xs_test,
-    y_test=None if y_test is None else np.asarray(y_test, dtype=np.int32),
-    num_classes=int(num_classes),
-  )
+  """Builds a `Dataset` from raw arrays: standardizes x (unless told not to: token ids,
+  generated tasks), casts integer labels to int32 and float targets to float32."""
+  x_train = np.asarray(x_train)
+  x_test = None if x_test is None else np.asarray(x_test)
+  if standardize_x:
+    x_train, x_test = standardize(x_train, x_test)
+
+  def labels(y: np.ndarray | None) -> np.ndarray | None:
+    if y is None:
+      return None
+    y = np.asarray(y)
+    return y.astype(np.float32 if np.issubdtype(y.dtype, np.floating) else np.int32)
+
+  return Dataset(name=name, x_train=x_train, y_train=labels(y_train), x_test=x_test,
+                 y_test=labels(y_test), num_classes=int(num_classes), task=task)
 
 
 @contextlib.contextmanager
@@ -174,10 +212,43 @@ def _read_split(source: Sequence[Any], feature_key: str, label_key: str) -> tupl
   n = len(source)
   xs, ys = [], []
   for start in range(0, n, _READ_CHUNK):
-    records = source.__getitems__(list(range(start, min(n, start + _READ_CHUNK))))
-    xs.append(np.stack([np.asarray(r[feature_key], dtype=np.float32) for r in records]))
-    ys.append(np.asarray([r[label_key] for r in records], dtype=np.int32))
+    x, y = read_records(source, range(start, min(n, start + _READ_CHUNK)), feature_key,
+                        label_key)
+    xs.append(x)
+    ys.append(y)
   return np.concatenate(xs), np.concatenate(ys)
+
+
+def prepared_builder(tfds_name: str, data_dir: DataDir = None, display_name: str | None = None
+                     ) -> Any:
+  """The TFDS builder of `tfds_name` (array_record), prepared first if it is not yet;
+  a DatasetUnavailableError if it cannot be (e.g. a catalog dataset, offline)."""
+  import tensorflow_datasets as tfds
+
+  from gradlab.data import builders  # noqa: F401  (registers gradlab_* with TFDS)
+
+  name = display_name or tfds_name
+  where = os.fspath(data_dir) if data_dir is not None else "the default TFDS data dir"
+  own = tfds_name.startswith("gradlab_")
+  try:
+    with _quiet_tfds():
+      builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+      if not builder.is_prepared():
+        builder.download_and_prepare()
+  except Exception as e:  # any failure here means "not available"
+    how = "generated" if own else "downloaded and prepared"
+    raise DatasetUnavailableError(
+      f"dataset '{name}' is not prepared in {where} and could not be {how}: {type(e).__name__}: {e}"
+    ) from None
+  return builder
+
+
+def read_records(source: Sequence[Any], indices: Sequence[int], feature_key: str,
+                 label_key: str) -> tuple[np.ndarray, np.ndarray]:
+  """The records at `indices` of an array_record data source: (x float32, y int32)."""
+  records = source.__getitems__([int(i) for i in indices])
+  return (np.stack([np.asarray(r[feature_key], dtype=np.float32) for r in records]),
+          np.asarray([r[label_key] for r in records], dtype=np.int32))
 
 
 def read_tfds(
@@ -201,24 +272,8 @@ def read_tfds(
     DatasetUnavailableError: not prepared and preparing failed (e.g. no network), or the
       prepared files cannot be read as array_record.
   """
-  import tensorflow_datasets as tfds
-
-  from gradlab.data import builders  # noqa: F401  (registers gradlab_* with TFDS)
-
   name = display_name or tfds_name
-  where = os.fspath(data_dir) if data_dir is not None else "the default TFDS data dir"
-  own = tfds_name.startswith("gradlab_")
-  try:
-    with _quiet_tfds():
-      builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
-      if not builder.is_prepared():
-        builder.download_and_prepare()
-  except Exception as e:  # any failure here means "not available"
-    how = "generated" if own else "downloaded and prepared"
-    raise DatasetUnavailableError(
-      f"dataset '{name}' is not prepared in {where} and could not be {how}: {type(e).__name__}: {e}"
-    ) from None
-
+  builder = prepared_builder(tfds_name, data_dir, name)
   feature_key, label_key = builder.info.supervised_keys
   try:
     sources = builder.as_data_source()
@@ -233,9 +288,10 @@ def read_tfds(
   return splits, builder.info.features[label_key].num_classes
 
 
-def _load_tfds_dataset(data_dir: DataDir, seed: int, *, name: str, tfds_name: str) -> Dataset:
+def _load_tfds_dataset(data_dir: DataDir, seed: int, data_cfg: Any = None, *, name: str,
+                       tfds_name: str) -> Dataset:
   """Loader for a TFDS-backed name: fixed splits, so `seed` is unused."""
-  del seed
+  del seed, data_cfg
   splits, num_classes = read_tfds(tfds_name, data_dir, display_name=name)
   if "train" not in splits:
     raise DatasetUnavailableError(f"dataset '{name}' has no 'train' split; has {sorted(splits)}")
@@ -251,6 +307,8 @@ TFDS_NAMES = {
   "mnist": "mnist",
   "fashion_mnist": "fashion_mnist",
   "cifar10": "cifar10",
+  "cifar100": "cifar100",          # 100 fine labels ('label'; 'coarse_label' unused)
+  "svhn_cropped": "svhn_cropped",  # 32x32x3 house-number digits; 'extra' split unused
 }
 
 for _name, _tfds_name in TFDS_NAMES.items():

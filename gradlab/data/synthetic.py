@@ -6,6 +6,8 @@ default ``seed=0`` is the canonical task. `data_dir` is ignored.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gradlab.data.loader import DATASETS, DataDir, Dataset, make_dataset
@@ -74,12 +76,12 @@ def gaussian_blobs_task(
 
 
 @DATASETS.register("teacher")
-def _load_teacher(data_dir: DataDir, seed: int) -> Dataset:
-  del data_dir
+def _load_teacher(data_dir: DataDir, seed: int, data_cfg: Any = None) -> Dataset:
+  del data_dir, data_cfg
   return teacher_task(seed)
 
 
 @DATASETS.register("gaussian_blobs")
-def _load_gaussian_blobs(data_dir: DataDir, seed: int) -> Dataset:
-  del data_dir
+def _load_gaussian_blobs(data_dir: DataDir, seed: int, data_cfg: Any = None) -> Dataset:
+  del data_dir, data_cfg
   return gaussian_blobs_task(seed)

@@ -21,7 +21,7 @@ Families (unit scale, before sigma_w):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -41,25 +41,59 @@ INIT_FAMILIES.register("orthogonal")(jax.nn.initializers.orthogonal(1.0))
 unit_bias_init: Initializer = jax.nn.initializers.normal(1.0)
 
 
-def scale_params(params: Any, sigma_w: jax.Array, sigma_b: jax.Array) -> Any:
-  """Multiplies every 'kernel' leaf by sigma_w and every Dense 'bias' by sigma_b.
+def scale_params(params: Any, hp: Mapping[str, jax.Array],
+                 rule: Callable[[tuple[str, ...]], tuple[str, ...] | None] | None = None
+                 ) -> Any:
+  """Multiplies every parameter by the traced scales `rule(path)` names (short names,
+  looked up in `hp`); the default rule is every 'kernel' x sigma_w and every 'bias' x
+  sigma_b (`gradlab.models.registry.default_scale_rule`).
 
   Normalization layers' 'scale' leaves are left alone; their 'bias' leaves start at zero
   and so stay zero.
   """
+  from gradlab.models.registry import default_scale_rule
+
+  rule = rule or default_scale_rule
 
   def scale(path: tuple[Any, ...], leaf: jax.Array) -> jax.Array:
-    name = getattr(path[-1], "key", None)
-    if name == "kernel":
-      return leaf * sigma_w
-    if name == "bias":
-      return leaf * sigma_b
+    names = rule(tuple(str(getattr(p, "key", p)) for p in path)) or ()
+    for name in names:
+      leaf = leaf * hp[name]
     return leaf
 
   return jax.tree_util.tree_map_with_path(scale, unfreeze(params))
+
+
+def scale_by(sigma_w: Any, sigma_b: Any) -> dict[str, Any]:
+  """The `hp` argument of `scale_params` for the default rule."""
+  return {"sigma_w": sigma_w, "sigma_b": sigma_b}
 
 
 def kernel_std(fan_in: int, sigma_w: float, family: str = "lecun", fan_out: int = 1) -> float:
   """The std a family's kernel entries have at scale sigma_w (used by tests and docs)."""
   var = {"lecun": 1.0 / fan_in, "he": 2.0 / fan_in, "glorot": 2.0 / (fan_in + fan_out)}
   return float(sigma_w * jnp.sqrt(var[family]))
+
+
+def delta_orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32
+                     ) -> jax.Array:
+  """Delta-orthogonal kernels at unit scale (Xiao et al. 2018, "Dynamical Isometry and a
+  Mean Field Theory of CNNs: How to Train 10,000-Layer Vanilla Convolutional Neural
+  Networks", Algorithm 1).
+
+  A conv kernel of shape (k_1, ..., k_n, c_in, c_out) is zero everywhere except its
+  centre tap (k_1 // 2, ..., k_n // 2), which holds a random orthogonal (c_in, c_out)
+  matrix H: H H^T = I when c_in <= c_out (the paper's case: the map x -> x H preserves
+  norms), H^T H = I otherwise. The paper's weight variance sigma_w^2 enters as the traced
+  sigma_w multiplying this kernel (`scale_params`), so sigma_w = 1 is the isometric point.
+  A Dense kernel (rank 2) gets the plain orthogonal init, as the ``orthogonal`` family.
+  """
+  orthogonal = jax.nn.initializers.orthogonal(1.0)
+  if len(shape) <= 2:
+    return orthogonal(key, shape, dtype)
+  *spatial, c_in, c_out = shape
+  centre = tuple(k // 2 for k in spatial)
+  return jnp.zeros(shape, dtype).at[centre].set(orthogonal(key, (c_in, c_out), dtype))
+
+
+INIT_FAMILIES.register("delta_orthogonal")(delta_orthogonal)

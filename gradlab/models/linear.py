@@ -9,7 +9,7 @@ import flax.linen as nn
 import jax
 
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
-from gradlab.models.registry import MODELS
+from gradlab.models.registry import MODELS, Model
 
 
 class Linear(nn.Module):
@@ -20,7 +20,8 @@ class Linear(nn.Module):
   init_family: str = "lecun"
 
   @nn.compact
-  def __call__(self, x_BxF: jax.Array) -> jax.Array:
+  def __call__(self, x_BxF: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no train-time behaviour
     h = x_BxF.reshape(x_BxF.shape[0], -1)
     kernel_init = INIT_FAMILIES.get(self.init_family)
     return nn.Dense(self.num_outputs, self.use_bias, kernel_init=kernel_init,
@@ -28,6 +29,6 @@ class Linear(nn.Module):
 
 
 @MODELS.register("linear")
-def build_linear(model_cfg: Any, init_family: str, num_outputs: int) -> tuple[nn.Module, list[str]]:
+def build_linear(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
   """model.depth, width and activation are ignored."""
-  return Linear(num_outputs, bool(model_cfg.use_bias), init_family), ["readout"]
+  return Model(Linear(num_outputs, bool(model_cfg.use_bias), init_family), ["readout"])

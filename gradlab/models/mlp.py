@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
-from gradlab.models.registry import MODELS
+from gradlab.models.registry import MODELS, Model
 
 
 class MLP(nn.Module):
@@ -31,7 +31,8 @@ class MLP(nn.Module):
   init_family: str = "lecun"
 
   @nn.compact
-  def __call__(self, x_BxF: jax.Array) -> jax.Array:
+  def __call__(self, x_BxF: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no train-time behaviour
     act = ACTIVATIONS.get(self.activation)
     kernel_init = INIT_FAMILIES.get(self.init_family)
     h = x_BxF.reshape(x_BxF.shape[0], -1)
@@ -52,7 +53,7 @@ def mlp_layer_names(depth: int) -> list[str]:
 
 
 @MODELS.register("mlp")
-def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> tuple[nn.Module, list[str]]:
+def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
   model = MLP(
     depth=int(model_cfg.depth),
     width=int(model_cfg.width),
@@ -62,6 +63,6 @@ def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> tuple[nn.Mo
     use_bias=bool(model_cfg.use_bias),
     init_family=init_family,
   )
-  return model, mlp_layer_names(int(model_cfg.depth))
+  return Model(model, mlp_layer_names(int(model_cfg.depth)))
 
 

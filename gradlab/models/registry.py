@@ -1,9 +1,60 @@
-"""The model registry: name -> builder(model_cfg, init_family, num_outputs).
+"""The model registry: name -> builder(model_cfg, init_family, num_outputs) -> `Model`.
 
-A builder returns the flax module and the ordered names of its layers (the top-level
-parameter collections whose gradient norms the probes report layer by layer).
+See docs/extending.md for the whole contract a model meets.
 """
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
 
 from gradlab.registry import Registry
 
-MODELS: Registry = Registry("model")
+# path of a parameter (its dict keys) -> the short names of the traced scales that
+# multiply it (() or None: unscaled).
+ScaleRule = Callable[[tuple[str, ...]], "tuple[str, ...] | None"]
+# (variables, x, y, objective) -> {probe name: array}, called at every logged step.
+ProbeFn = Callable[[Mapping[str, Any], jax.Array, jax.Array, Callable[..., jax.Array]],
+                   Mapping[str, jax.Array]]
+
+
+class Model(NamedTuple):
+  """What a builder returns.
+
+  module: a flax module; ``__call__(x, train: bool = False)`` -> outputs (logits, or a
+    dict the loss reads).
+  layer_names: ordered names of the top-level parameter collections that the probes
+    report per layer; the last is the readout.
+  scale_rule: which traced scales multiply which parameter (None: `default_scale_rule`).
+  probe_fn: optional gradient probe run at every logged step (docs/extending.md).
+  """
+
+  module: nn.Module
+  layer_names: list[str]
+  scale_rule: ScaleRule | None = None
+  probe_fn: ProbeFn | None = None
+
+
+def default_scale_rule(path: tuple[str, ...]) -> tuple[str, ...]:
+  """Every 'kernel' x sigma_w, every 'bias' x sigma_b; everything else (norm scales,
+    SkipInit gains, embeddings named otherwise) unscaled. Norm layers' biases start at 0,
+    so scaling them changes nothing."""
+  leaf = path[-1] if path else ""
+  return {"kernel": ("sigma_w",), "bias": ("sigma_b",)}.get(leaf, ())
+
+
+MODELS: Registry[Callable[..., Model]] = Registry("model")
+
+
+def build_model(cfg: Any, num_outputs: int) -> Model:
+  """The `Model` of a whole config: ``builder(cfg.model, cfg.init.family, num_outputs)``,
+  plus ``init_cfg=cfg.init`` for builders that read more of the init section (the
+  recurrent family, the LSTM forget bias)."""
+  builder = MODELS.get(cfg.model.name)
+  if "init_cfg" in inspect.signature(builder).parameters:
+    return builder(cfg.model, cfg.init.family, num_outputs, init_cfg=cfg.init)
+  return builder(cfg.model, cfg.init.family, num_outputs)

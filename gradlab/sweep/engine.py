@@ -32,10 +32,12 @@ from tqdm.auto import tqdm
 
 from gradlab import prediction, regimes, results
 from gradlab.data import load_dataset
-from gradlab.losses import LOSSES
+from gradlab.data.stream import open_stream
+from gradlab.losses import chance_loss
 from gradlab.sweep import cache, grid, memory
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep.meta import check_resume, sweep_metadata
+from gradlab.sweep.streamed import StreamedRunner
 from gradlab.train import build_run, make_data_arrays
 
 log = logging.getLogger("gradlab")
@@ -104,6 +106,9 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
   rows["chance_loss"] = chance
   rows["test_loss"] = np.asarray(traj.test_loss, np.float64)
   rows["test_accuracy"] = np.asarray(traj.test_accuracy, np.float64)
+  for name, value in traj.test_metrics.items():
+    rows[f"test_{name}"] = np.asarray(value, np.float64)
+  rows.update(model_probe_columns(traj.model_probes))
   rows["initial_grad_norm"] = summary["initial_grad_norm"]
   rows["max_grad_norm"] = summary["max_grad_norm"]
   rows["final_grad_norm"] = np.asarray(tr.final_grad_norm, np.float64)
@@ -113,12 +118,29 @@ def _summary_rows(chunk: grid.Chunk, traj: Any, axes: list[str], cfg: mlc.Config
   return pd.DataFrame(rows)
 
 
+def model_probe_columns(model_probes: dict[str, Any]) -> dict[str, np.ndarray]:
+  """Per model probe (lanes, n_logs, ...): its value at the first and last logged steps
+  and its maximum over steps, each reduced over the probe's own axes by max (layers,
+  time steps): columns <name>_init, <name>_final, <name>_max. Non-finite values count
+  as the maximum (+inf) so a blown-up probe is never hidden."""
+  out = {}
+  for name, value in model_probes.items():
+    v = np.asarray(value, np.float64)
+    v = np.where(np.isnan(v), np.inf, v).reshape(v.shape[0], v.shape[1], -1).max(axis=2)
+    out[f"{name}_init"] = v[:, 0] if v.shape[1] else np.full(v.shape[0], np.nan)
+    out[f"{name}_final"] = v[:, -1] if v.shape[1] else np.full(v.shape[0], np.nan)
+    out[f"{name}_max"] = v.max(axis=1) if v.shape[1] else np.full(v.shape[0], np.nan)
+  return out
+
+
 def _trajectory_arrays(chunk: grid.Chunk, traj: Any, layer_names: list[str]
                        ) -> dict[str, np.ndarray]:
   """The npz arrays of the same lanes as `_summary_rows` (numpy, real lanes only)."""
   out = {"run_id": chunk.run_ids, "layer_names": np.asarray(layer_names)}
   for name in TRAJECTORY_FIELDS:
     out[name] = np.asarray(getattr(traj, name))
+  for name, value in traj.model_probes.items():
+    out[f"probe_{name}"] = np.asarray(value)
   return out
 
 
@@ -156,17 +178,41 @@ class Executor:
     self.keep_trajectories = bool(cfg.sweep.keep_trajectories)
     self._prepared: dict[int, _Prepared] = {}
     self._compiled: dict[int, tuple[int, Any]] = {}
-    self._datasets: dict[tuple[str, str], Any] = {}
+    self._datasets: dict[tuple[Any, ...], Any] = {}
+    self._streams: dict[tuple[Any, ...], Any] = {}
+    self._runners: dict[int, StreamedRunner] = {}
     self._data: dict[tuple[str, str, int], tuple[Any, int]] = {}
 
   def _dataset(self, gcfg: mlc.ConfigDict) -> Any:
-    key = (gcfg.data.name, gcfg.data.data_dir)
+    """The group's dataset; for a streamed group (data.stream > 0) the stream's view of
+    it (eval slice and test split only; `gradlab.data.stream`)."""
+    key = (*dataset_key(gcfg), int(gcfg.train.eval_size) if gcfg.data.stream else None)
     if key not in self._datasets:
-      self._datasets[key] = load_dataset(gcfg.data.name, gcfg.data.data_dir or None)
+      if int(gcfg.data.stream):
+        self._streams[key] = open_stream(gcfg.data.name, gcfg.data.data_dir or None,
+                                         gcfg.data, int(gcfg.train.eval_size))
+        self._datasets[key] = self._streams[key].dataset
+      else:
+        self._datasets[key] = load_dataset(gcfg.data.name, gcfg.data.data_dir or None,
+                                           data_cfg=gcfg.data)
     return self._datasets[key]
 
+  def _streamed(self, group: grid.Group) -> StreamedRunner:
+    """The segment loop of a streamed group (built once)."""
+    if group.index not in self._runners:
+      gcfg = group.cfg
+      prep = self._prepared[group.index]
+      key = (*dataset_key(gcfg), int(gcfg.train.eval_size))
+      host = jax.tree_util.tree_map(np.asarray,
+                                    make_data_arrays(self._datasets[key], gcfg.train.eval_size))
+      self._runners[group.index] = StreamedRunner(prep.run, gcfg, self._streams[key], host,
+                                                  self.mesh)
+      self.stats.n_compiles += 1
+      self.stats.chunk_sizes[group.index] = prep.first_size
+    return self._runners[group.index]
+
   def _global_data(self, gcfg: mlc.ConfigDict, dataset: Any) -> tuple[Any, int]:
-    key = (gcfg.data.name, gcfg.data.data_dir, int(gcfg.train.eval_size))
+    key = (*dataset_key(gcfg), int(gcfg.train.eval_size))
     if key not in self._data:
       host = jax.tree_util.tree_map(np.asarray,
                                     make_data_arrays(dataset, gcfg.train.eval_size))
@@ -194,7 +240,8 @@ class Executor:
       dataset = self._dataset(gcfg)
       data, data_bytes = self._global_data(gcfg, dataset)
       run = build_run(gcfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]),
-                      batch_constraint=mesh_lib.batch_constraint(self.mesh))
+                      batch_constraint=mesh_lib.batch_constraint(self.mesh),
+                      task=dataset.task)
       size = (grid.chunk_size_for(self.cfg, len(group), self.grid)
               or memory.trial_lanes(len(group), self.grid))
       lowered = self._lower(run, list(group.hparams), size, data)
@@ -202,7 +249,7 @@ class Executor:
       traj_bytes = memory.tree_bytes([getattr(out, f) for f in TRAJECTORY_FIELDS]) // size
       self._prepared[group.index] = _Prepared(
         run, data, data_bytes, run.layer_names,
-        LOSSES.get(gcfg.train.loss).chance(dataset.y_train, dataset.num_classes),
+        chance_loss(gcfg.train, dataset),
         len(group), size, lowered, int(traj_bytes))
 
   def estimate(self, groups: list[grid.Group], runs_per_group: list[int]) -> int:
@@ -271,7 +318,12 @@ class Executor:
     before the last one is written, so writing overlaps computing."""
     if not len(group):
       return []
-    size, compiled = self._compile_for(group)
+    if int(group.cfg.data.stream):
+      self.prepare([group])
+      compiled = self._streamed(group)
+      size = self._prepared[group.index].first_size
+    else:
+      size, compiled = self._compile_for(group)
     prep = self._prepared[group.index]
     lanes_sharding = mesh_lib.lane_sharding(self.mesh)
     written: list[pd.DataFrame] = []
@@ -280,7 +332,8 @@ class Executor:
       t0 = time.perf_counter()
       keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32)))
       hp, keys = mesh_lib.to_global((chunk.hparams, keys), lanes_sharding)
-      out = compiled(hp, keys, prep.data)  # asynchronous
+      out = (compiled(hp, keys) if isinstance(compiled, StreamedRunner)
+             else compiled(hp, keys, prep.data))  # asynchronous
       self.stats.run_seconds += time.perf_counter() - t0
       if pending is not None:
         written += self._write(group, prep, *pending)
@@ -309,6 +362,13 @@ class Executor:
     if self.bar is not None:
       self.bar.update(chunk.size)
     return rows
+
+
+def dataset_key(cfg: mlc.ConfigDict) -> tuple[Any, ...]:
+  """What a loaded dataset depends on: the data section without the batch size and
+  augmentation (those act per minibatch)."""
+  return tuple(sorted((k, v) for k, v in cfg.data.items()
+                      if k not in ("batch_size", "augment")))
 
 
 def _free_bytes(workdir: str) -> int | None:

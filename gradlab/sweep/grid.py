@@ -16,9 +16,9 @@ import numpy as np
 
 from gradlab import config as config_lib
 from gradlab.config import STAGE_SWITCHES, TRACED_KEYS
-from gradlab.data import DATASETS
-from gradlab.losses import LOSSES
-from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS
+from gradlab.data import AUGMENTATIONS, DATASETS
+from gradlab.losses import BOX_LOSSES, LOSSES
+from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS, build_model
 from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from gradlab.registry import ConfigError
 from gradlab.train import HPARAM_NAMES
@@ -27,7 +27,8 @@ from gradlab.train import HPARAM_NAMES
 _NAMED = (("model.name", MODELS.get), ("model.activation", ACTIVATIONS.get),
           ("init.family", INIT_FAMILIES.get), ("optimizer.name", OPTIMIZERS.get),
           ("optimizer.schedule", SCHEDULES.get), ("data.name", DATASETS.get),
-          ("train.loss", LOSSES.get),
+          ("train.loss", lambda name: name == "auto" or LOSSES.get(name)),
+          ("data.augment", AUGMENTATIONS.get), ("train.box_loss", BOX_LOSSES.get),
           ("optimizer.remedies",
            lambda text: build_optimizer("sgd", remedies=config_lib.parse_remedies(text))))
 MODES = ("grid", "boundary")
@@ -92,7 +93,8 @@ class Chunk:
 
 
 def _static_signature(flat: dict[str, Any]) -> tuple:
-  items = [(k, v) for k, v in flat.items() if k not in TRACED_KEYS and k != "sweep.axes"]
+  items = [(k, v) for k, v in flat.items()
+           if k not in TRACED_KEYS and k not in ("sweep.axes", "quick_overrides")]
   items += [(f"{k}>0", flat[k] > 0) for k in STAGE_SWITCHES]
   return tuple(sorted(items))
 
@@ -118,7 +120,9 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
         checked_names.add((key, flat[key]))
     sig = _static_signature(flat)
     if sig not in groups:
-      groups[sig] = Group(index=len(groups), cfg=config_lib.with_overrides(cfg, overrides),
+      gcfg = config_lib.with_overrides(cfg, overrides)
+      check_structure(gcfg)
+      groups[sig] = Group(index=len(groups), cfg=gcfg,
                           hparams={name: [] for name in HPARAM_NAMES})
     group = groups[sig]
     group.run_ids.append(run_id)
@@ -127,6 +131,17 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
     group.seeds.append(int(flat["train.seed"]))
     group.axis_values.append(overrides)
   return Plan(axes=axes, groups=list(groups.values()))
+
+
+def check_structure(gcfg: mlc.ConfigDict) -> None:
+  """A group's static options that only its builders judge (normalization, residual
+  init, a ResNet's depth, a bound loss's options): build the model module and bind the
+  loss once, without initializing anything, so a bad choice fails before any compile."""
+  build_model(gcfg, 1)
+  if gcfg.train.loss != "auto":
+    loss = LOSSES.get(gcfg.train.loss)
+    if loss.bind is not None:
+      loss.bind(gcfg.train)
 
 
 def check_sweep_keys(cfg: mlc.ConfigDict) -> None:

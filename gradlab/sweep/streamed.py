@@ -1,0 +1,77 @@
+"""Chunks of lanes over a streamed train split (``data.stream > 0``; `gradlab.data.stream`).
+
+The run's three parts (`gradlab.train.RunParts`) are vmapped over lanes and jitted
+apart: ``start`` once, ``advance`` once per segment with that segment's examples as its
+data argument (one compile for every full segment, one more for a shorter last one),
+then ``finish``. The outputs equal the composed run's when the segment holds the whole
+split (tests hold this), so rows and trajectories are written exactly as in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+
+from gradlab.data import stream as stream_lib
+from gradlab.sweep import mesh as mesh_lib
+from gradlab.train import DataArrays
+
+
+class StreamedRunner:
+  """Compiled start / advance / finish of one group, and the segment loop."""
+
+  def __init__(self, run: Callable[..., Any], cfg: mlc.ConfigDict, stream: Any,
+               base_data: DataArrays, mesh: Any):
+    self.run, self.stream, self.base, self.mesh = run, stream, base_data, mesh
+    self.size = int(cfg.data.stream)
+    self.seed = int(cfg.train.seed)
+    self.blocks = stream_lib.blocks_per_segment(
+      self.size, int(cfg.data.batch_size), int(cfg.train.log_every), run.diag_blocks)
+    lanes = mesh_lib.lane_sharding(mesh)
+    self._lanes, self._replicated = lanes, mesh_lib.replicated(mesh)
+    parts = run.parts
+    self._start = jax.jit(jax.vmap(lambda hp, k, d: parts(hp, k, d).start(),
+                                   in_axes=(0, 0, None)))
+    self._advance: dict[int, Any] = {}
+    self._finish = jax.jit(jax.vmap(
+      lambda hp, k, d, c, o, l0: parts(hp, k, d).finish(c, o, l0),
+      in_axes=(0, 0, None, 0, 0, 0)))
+    self.compile_seconds = 0.0
+
+  def _advance_fn(self, n_blocks: int) -> Any:
+    if n_blocks not in self._advance:
+      parts = self.run.parts
+      self._advance[n_blocks] = jax.jit(jax.vmap(
+        lambda hp, k, d, c, first: parts(hp, k, d).advance(c, first, n_blocks),
+        in_axes=(0, 0, None, 0, None)))
+    return self._advance[n_blocks]
+
+  def segment_data(self, segment: int) -> DataArrays:
+    idx = stream_lib.segment_indices(self.stream.num_train, self.size, segment, self.seed)
+    x, y = self.stream.read(idx)
+    host = self.base._replace(x_train=np.asarray(x), y_train=np.asarray(y))
+    return mesh_lib.to_global(jax.tree_util.tree_map(np.asarray, host), self._replicated)
+
+  def __call__(self, hp: Any, keys: Any) -> Any:
+    """The trajectories of one chunk of lanes (global arrays, lanes on 'grid')."""
+    data0 = self.segment_data(0)
+    carry, initial_loss = self._start(hp, keys, data0)
+    outs, first, segment, data = [], 0, 0, data0
+    while first < self.run.n_logs:
+      n = min(self.blocks, self.run.n_logs - first)
+      if segment:
+        data = self.segment_data(segment)
+      t0 = time.perf_counter()
+      carry, out = self._advance_fn(n)(hp, keys, data, carry, first)
+      self.compile_seconds += time.perf_counter() - t0 if segment == 0 else 0.0
+      outs.append(out)
+      first, segment = first + n, segment + 1
+    joined = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *outs) if (
+      outs) else outs
+    return self._finish(hp, keys, data, carry, joined, initial_loss)
