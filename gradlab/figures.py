@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import os
 
-from gradlab import compare, overlays, plots, prediction, report, results
+from gradlab import (
+  compare,
+  ln_depth,
+  overlays,
+  plots,
+  prediction,
+  report,
+  results,
+  through_time_plot,
+)
 from gradlab.registry import ConfigError
 
 
@@ -28,6 +37,8 @@ def draw_all(workdir: str) -> dict[str, str]:
   if compare.applies(axes):
     figures["stable lr"] = compare.stable_lr_plot(df, axes, os.path.join(workdir, "stable_lr.png"))
     extra = compare.optimizer_section(df, axes) + "\n" + extra
+  figures.update(ln_depth.draw(workdir, df, axes))  # depth x ln_position sweeps
+  figures.update(through_time_plot.draw(workdir, df))  # sweeps with the RNN probe
   rel = {name: os.path.basename(path) for name, path in figures.items()}
   figures["report"] = report.write_report(workdir, df, axes, rel, extra=extra)
   return figures

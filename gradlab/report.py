@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from gradlab import sensitivity
 from gradlab.plots import REGIME_ORDER, format_value, is_log_spaced, split_panels
 
 MAX_LISTED_VALUES = 12
@@ -47,6 +48,7 @@ def write_report(
     *_axes_section(df, axes),
     *_regime_sections(panels),
     *_accuracy_section(panels, axes),
+    *sensitivity.report_section(df, axes),
     *_figures_section(workdir, figures),
   ]
   if extra:

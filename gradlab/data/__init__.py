@@ -8,21 +8,34 @@ Registered names: see `dataset_names()`. TFDS is imported only when a TFDS-backe
 dataset is loaded.
 """
 
+import gradlab.data.algorithmic  # noqa: F401  (registers 'token_copy', 'associative_recall', ...)
+import gradlab.data.audio  # noqa: F401  (registers 'tones', 'spoken_digit')
+import gradlab.data.sequences  # noqa: F401  (registers 'adding', 'copy', ...)
+import gradlab.data.shapes  # noqa: F401  (registers 'shapes')
+import gradlab.data.text  # noqa: F401  (registers 'pydocs', 'tiny_shakespeare')
 from gradlab.data import synthetic  # noqa: F401  (registers the synthetic tasks)
+from gradlab.data.augment import AUGMENTATIONS
 from gradlab.data.loader import (
+  CLASSIFICATION,
   DATASETS,
   Dataset,
   DatasetUnavailableError,
+  Task,
   dataset_names,
   feature_stats,
   load_dataset,
+  make_dataset,
   read_tfds,
   standardize,
 )
 from gradlab.data.sampling import sample_batch
 
 __all__ = [
+  "AUGMENTATIONS",
+  "CLASSIFICATION",
   "DATASETS",
+  "Task",
+  "make_dataset",
   "Dataset",
   "DatasetUnavailableError",
   "dataset_names",
