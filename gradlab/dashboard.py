@@ -38,10 +38,10 @@ import numpy as np
 from gradlab import overlays, prediction, regimes, theory
 from gradlab.config import copy_config, flatten, make_axes, to_dict
 from gradlab.diagnostics import signal
-from gradlab.losses import LOSSES, chance_loss, resolve
-from gradlab.models import build_model, scale_params
+from gradlab.losses import bound_loss, chance_loss
+from gradlab.models import build_model
 from gradlab.sweep.grid import make_plan
-from gradlab.train import Trajectory, hparams_from_config, train_one
+from gradlab.train import Trajectory, hparams_from_config, init_variables, train_one
 
 SIGNAL_EXAMPLES = 256  # inputs the init-time signal statistics average over
 THRESHOLD_FORMULA = {"sgd": "2/lr", "gd": "2/lr", "momentum": "(2+2 beta)/lr",
@@ -74,13 +74,11 @@ def init_params(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, .
   """(params, model, layer_names, state): exactly the parameters (and normalization
   state) `gradlab.train` run() starts from for ``train.seed`` and the config's scales."""
   spec = build_model(cfg, num_classes)
-  model, layer_names = spec.module, spec.layer_names
   init_key = jax.random.split(jax.random.PRNGKey(int(cfg.train.seed)), 3)[0]
-  dummy = jnp.zeros((1, *input_shape), input_dtype)
-  variables = dict(jax.jit(lambda k: model.init(k, dummy))(init_key))
+  example = jnp.zeros((1, *input_shape), input_dtype)
   hp = {k: jnp.float32(v) for k, v in hparams_from_config(cfg).items()}
-  params = scale_params(variables.pop("params"), hp, spec.scale_rule)
-  state = {k: v for k, v in variables.items() if k not in ("intermediates", "perturbations")}
+  params, state = jax.jit(lambda k: init_variables(spec, k, example, hp))(init_key)
+  model, layer_names = spec.module, spec.layer_names
   return params, model, layer_names, state
 
 
@@ -198,8 +196,7 @@ def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None,
   traj = jax.device_get(train_fn(cfg, dataset))
   params, model, layer_names, state = init_params(cfg, dataset.num_classes, input_shape,
                                                   dataset.x_train.dtype)
-  objective = LOSSES.get(resolve(cfg.train.loss, dataset.task.loss))
-  objective_fn = objective.bind(cfg.train) if objective.bind else objective.fn
+  _, objective_fn = bound_loss(cfg.train, dataset.task.loss)
   n_eval = min(int(cfg.train.eval_size) or len(dataset.x_train), len(dataset.x_train))
   variables, x_eval = {"params": params, **state}, dataset.x_train[:n_eval]
   outputs = (model.apply(variables, x_eval, train=True, mutable=list(state))[0] if state

@@ -115,6 +115,14 @@ def resolve(name: str, task_loss: str) -> str:
   return task_loss if name == "auto" else name
 
 
+def bound_loss(train_cfg: Any, task_loss: str
+               ) -> tuple[Loss, Callable[[Any, jax.Array], jax.Array]]:
+  """The `Loss` that ``train_cfg.loss`` names ('auto': the task's) and its objective,
+  bound to the section's static options where the loss takes any."""
+  loss = LOSSES.get(resolve(train_cfg.loss, task_loss))
+  return loss, (loss.bind(train_cfg) if loss.bind else loss.fn)
+
+
 def loss_names() -> list[str]:
   return ["auto", *LOSSES.names()]
 
@@ -126,7 +134,7 @@ def chance_loss(train_cfg: Any, dataset: Any) -> float:
   loss's options, e.g. ``box_loss``)."""
   if dataset.task.chance is not None:
     return float(dataset.task.chance)
-  loss = LOSSES.get(resolve(train_cfg.loss, dataset.task.loss))
+  loss, _ = bound_loss(train_cfg, dataset.task.loss)
   chance = loss.bind_chance(train_cfg) if loss.bind_chance else loss.chance
   return chance(dataset.y_train, dataset.num_classes)
 

@@ -35,7 +35,7 @@ from gradlab import probes
 from gradlab.config import TRACED_KEYS, flatten, parse_remedies, traced_values
 from gradlab.data import AUGMENTATIONS, CLASSIFICATION, Task, sample_batch
 from gradlab.diagnostics import hessian
-from gradlab.losses import LOSSES, resolve
+from gradlab.losses import bound_loss
 from gradlab.models import build_model, scale_params
 from gradlab.optim import build_optimizer, eval_params, skip_count
 
@@ -129,8 +129,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   explode_factor = float(cfg.regimes.explode_factor)
   probed_layers = layer_names if cfg.train.layer_probes else []
 
-  loss_spec = LOSSES.get(resolve(cfg.train.loss, task.loss))
-  objective = loss_spec.bind(cfg.train) if loss_spec.bind else loss_spec.fn
+  loss_spec, objective = bound_loss(cfg.train, task.loss)
   metrics_fn = loss_spec.metrics
   z_loss_on = float(cfg.train.z_loss) > 0
   augment = AUGMENTATIONS.get(cfg.data.augment)
@@ -138,7 +137,6 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   layer_probes = bool(cfg.train.layer_probes)
   diag_every = int(cfg.diagnostics.every) // log_every  # in log blocks; 0 = off
   power_iters = int(cfg.diagnostics.power_iters)
-  state_free = ("params", "intermediates", "perturbations")
 
   def apply(params, state, x, train: bool, collect: bool = False):
     """(outputs, new state, sown intermediates). Training applies update the state
@@ -167,13 +165,10 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
     aug_key = jax.random.fold_in(diag_key, 0x7FFFFFFF)  # diag_key folds in steps only
     tx = make_tx(hp)
 
-    def init_variables():
-      dummy = jnp.zeros((1, *data.x_eval.shape[1:]), data.x_eval.dtype)
-      variables = dict(model.init(init_key, dummy))
-      params = scale_params(variables.pop("params"), hp, spec.scale_rule)
-      return params, {k: v for k, v in variables.items() if k not in state_free}
+    def init():
+      return init_variables(spec, init_key, data.x_eval[:1], hp)
 
-    adam_like = _has_adam_state(jax.eval_shape(lambda: tx.init(init_variables()[0])))
+    adam_like = _has_adam_state(jax.eval_shape(lambda: tx.init(init()[0])))
 
     def batch_at(step):
       k = jax.random.fold_in(data_key, step)
@@ -267,7 +262,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
       return total_loss(apply(params, state, data.x_eval, train=True)[0], data.y_eval, hp)
 
     def start():
-      params, state = init_variables()
+      params, state = init()
       carry = (params, tx.init(params), probes.tracker_init(),
                probes.onset_init(len(layer_names)), state)
       return carry, slice_loss(params, state)
@@ -327,6 +322,19 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...
   run.diag_blocks = diag_every  # type: ignore[attr-defined]
   run.model = spec  # type: ignore[attr-defined]
   return run
+
+
+def init_variables(spec: Any, init_key: jax.Array, example_x: jax.Array,
+                   hp: Mapping[str, jax.Array]) -> tuple[Any, dict[str, Any]]:
+  """(params, state) a run starts from: the model's unit-scale init on an example of the
+  input's shape and dtype, params multiplied by the traced scales of `spec.scale_rule`;
+  state is every other initialized collection (e.g. BatchNorm's batch_stats)."""
+  variables = dict(spec.module.init(init_key, jnp.zeros_like(example_x)))
+  params = scale_params(variables.pop("params"), hp, spec.scale_rule)
+  return params, {k: v for k, v in variables.items() if k not in _NOT_STATE}
+
+
+_NOT_STATE = ("intermediates", "perturbations")
 
 
 def logits_of(outputs: Any) -> jax.Array:

@@ -46,9 +46,9 @@ from gradlab.data.loader import (
   DATASETS,
   DataDir,
   Dataset,
-  DatasetUnavailableError,
+  iter_records,
   make_dataset,
-  prepared_builder,
+  read_splits,
 )
 
 FRAME_LENGTH = 256     # samples per frame: 32 ms at 8 kHz
@@ -113,13 +113,6 @@ def features(audio_NxS: np.ndarray, sample_rate: int) -> np.ndarray:
   return np.concatenate(out).astype(np.float32)
 
 
-def _builder(tfds_name: str, name: str, data_dir: DataDir) -> Any:
-  """A prepared TFDS builder (array_record), or DatasetUnavailableError."""
-  from gradlab.data import audio_builders  # noqa: F401  (registers gradlab_tones)
-
-  return prepared_builder(tfds_name, data_dir, name)
-
-
 def _waveform(value: Any, num_samples: int) -> np.ndarray:
   """A record's audio as float32 of exactly num_samples (cropped or zero-padded);
   encoded wav bytes are decoded with the standard library."""
@@ -131,23 +124,23 @@ def _waveform(value: Any, num_samples: int) -> np.ndarray:
 
 
 def _read_audio(source: Any, num_samples: int) -> tuple[np.ndarray, np.ndarray]:
-  xs, ys = [], []
-  for start in range(0, len(source), _CHUNK):
-    for r in source.__getitems__(list(range(start, min(len(source), start + _CHUNK)))):
-      xs.append(_waveform(r["audio"], num_samples))
-      ys.append(int(r["label"]))
-  return np.stack(xs), np.asarray(ys, np.int32)
+  records = list(iter_records(source, _CHUNK))
+  return (np.stack([_waveform(r["audio"], num_samples) for r in records]),
+          np.asarray([int(r["label"]) for r in records], np.int32))
 
 
 @DATASETS.register("tones")
 def load_tones(data_dir: DataDir, seed: int, data_cfg: Any = None) -> Dataset:
   """gradlab_tones as log-mel sequences (N, 30, 32); fixed splits, `seed` unused."""
   del seed, data_cfg
-  from gradlab.data.audio_builders import TONES_RATE, TONES_SAMPLES
+  from gradlab.data.audio_builders import (  # registers gradlab_tones
+    TONES_RATE,
+    TONES_SAMPLES,
+  )
 
-  sources = _builder("gradlab_tones", "tones", data_dir).as_data_source()
-  (x_train, y_train), (x_test, y_test) = (_read_audio(sources[s], TONES_SAMPLES)
-                                          for s in ("train", "test"))
+  splits, _ = read_splits("gradlab_tones", data_dir, "tones",
+                          lambda source, info: _read_audio(source, TONES_SAMPLES))
+  (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
   return make_dataset("tones", features(x_train, TONES_RATE), y_train,
                       features(x_test, TONES_RATE), y_test, 8)
 
@@ -156,12 +149,9 @@ def load_tones(data_dir: DataDir, seed: int, data_cfg: Any = None) -> Dataset:
 def load_spoken_digit(data_dir: DataDir, seed: int, data_cfg: Any = None) -> Dataset:
   """TFDS spoken_digit as log-mel sequences (N, 61, 32); `seed` unused (fixed split)."""
   del seed, data_cfg
-  builder = _builder("spoken_digit", "spoken_digit", data_dir)
-  try:
-    audio, labels = _read_audio(builder.as_data_source()["train"], SPOKEN_DIGIT_SAMPLES)
-  except Exception as e:
-    raise DatasetUnavailableError(f"dataset 'spoken_digit' in {builder.data_dir} could not "
-                                  f"be read: {type(e).__name__}: {e}") from None
+  splits, _ = read_splits("spoken_digit", data_dir, "spoken_digit",
+                          lambda source, info: _read_audio(source, SPOKEN_DIGIT_SAMPLES))
+  audio, labels = splits["train"]
   perm = np.random.default_rng(0).permutation(len(labels))
   test, train = perm[:SPOKEN_DIGIT_NUM_TEST], perm[SPOKEN_DIGIT_NUM_TEST:]
   x = features(audio, 8000)

@@ -251,6 +251,31 @@ def read_records(source: Sequence[Any], indices: Sequence[int], feature_key: str
           np.asarray([r[label_key] for r in records], dtype=np.int32))
 
 
+def iter_records(source: Sequence[Any], chunk: int = _READ_CHUNK) -> Iterator[Any]:
+  """Every record of an array_record data source, in its stored (stable) order, read
+  `chunk` records at a time."""
+  for start in range(0, len(source), chunk):
+    yield from source.__getitems__(list(range(start, min(len(source), start + chunk))))
+
+
+def read_splits(tfds_name: str, data_dir: DataDir, display_name: str | None,
+                read: Callable[[Sequence[Any], Any], Any]) -> tuple[dict[str, Any], Any]:
+  """({split: read(source, builder.info)}, builder.info) of a TFDS dataset, prepared
+  first if needed; a failure to read is one DatasetUnavailableError naming the dataset.
+  The one reading path of every TFDS-backed loader (classification, text, audio,
+  localization)."""
+  name = display_name or tfds_name
+  builder = prepared_builder(tfds_name, data_dir, name)
+  try:
+    splits = {str(split): read(source, builder.info)
+              for split, source in builder.as_data_source().items()}
+  except Exception as e:
+    raise DatasetUnavailableError(
+      f"dataset '{name}' in {builder.data_dir} could not be read as array_record: "
+      f"{type(e).__name__}: {e}") from None
+  return splits, builder.info
+
+
 def read_tfds(
   tfds_name: str, data_dir: DataDir = None, display_name: str | None = None
 ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
@@ -272,20 +297,11 @@ def read_tfds(
     DatasetUnavailableError: not prepared and preparing failed (e.g. no network), or the
       prepared files cannot be read as array_record.
   """
-  name = display_name or tfds_name
-  builder = prepared_builder(tfds_name, data_dir, name)
-  feature_key, label_key = builder.info.supervised_keys
-  try:
-    sources = builder.as_data_source()
-    splits = {
-      str(split): _read_split(source, feature_key, label_key) for split, source in sources.items()
-    }
-  except Exception as e:
-    raise DatasetUnavailableError(
-      f"dataset '{name}' in {builder.data_dir} could not be read as array_record: "
-      f"{type(e).__name__}: {e}"
-    ) from None
-  return splits, builder.info.features[label_key].num_classes
+  def read(source: Sequence[Any], info: Any) -> tuple[np.ndarray, np.ndarray]:
+    return _read_split(source, *info.supervised_keys)
+
+  splits, info = read_splits(tfds_name, data_dir, display_name, read)
+  return splits, info.features[info.supervised_keys[1]].num_classes
 
 
 def _load_tfds_dataset(data_dir: DataDir, seed: int, data_cfg: Any = None, *, name: str,

@@ -39,10 +39,10 @@ from gradlab.data.loader import (
   DATASETS,
   DataDir,
   Dataset,
-  DatasetUnavailableError,
   Task,
+  iter_records,
   make_dataset,
-  prepared_builder,
+  read_splits,
 )
 
 IMAGE_SIZE = 32
@@ -134,19 +134,17 @@ def builder_class() -> type:
 def read_shapes(data_dir: DataDir = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Prepares (if needed) and reads gradlab_shapes: {split: (images, labels (N, 5))}."""
   builder_class()  # registers gradlab_shapes with TFDS
-  builder = prepared_builder("gradlab_shapes", data_dir, "shapes")
-  try:
-    sources = builder.as_data_source()
-  except Exception as e:
-    raise DatasetUnavailableError(f"dataset 'shapes' in {builder.data_dir} could not be read "
-                                  f"as array_record: {type(e).__name__}: {e}") from None
-  out = {}
-  for split, source in sources.items():
-    records = source.__getitems__(list(range(len(source))))
-    images = np.stack([np.asarray(r["image"], np.float32) for r in records])
-    labels = np.asarray([[r["label"], *np.asarray(r["box"])] for r in records], np.float32)
-    out[str(split)] = (images, labels)
-  return out
+  splits, _ = read_splits("gradlab_shapes", data_dir, "shapes", _read_split)
+  return splits
+
+
+def _read_split(source: Any, info: Any) -> tuple[np.ndarray, np.ndarray]:
+  """(images float32 (N, 32, 32, 1), labels float32 (N, 5) = [class, x0, y0, x1, y1])."""
+  del info
+  records = list(iter_records(source))
+  images = np.stack([np.asarray(r["image"], np.float32) for r in records])
+  labels = np.asarray([[r["label"], *np.asarray(r["box"])] for r in records], np.float32)
+  return images, labels
 
 
 @DATASETS.register("shapes")

@@ -27,8 +27,9 @@ from gradlab.data.loader import (
   Dataset,
   DatasetUnavailableError,
   Task,
+  iter_records,
   make_dataset,
-  prepared_builder,
+  read_splits,
 )
 
 PYDOCS_CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
@@ -73,18 +74,10 @@ def lm_windows(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray
 def read_text_splits(tfds_name: str, data_dir: DataDir = None,
                      display_name: str | None = None) -> dict[str, str]:
   """{split: its text}: every ``text`` record of the split, in stored order, joined."""
-  builder = prepared_builder(tfds_name, data_dir, display_name)
-  name = display_name or tfds_name
-  try:
-    sources = builder.as_data_source()
-    out = {}
-    for split, source in sources.items():
-      records = source.__getitems__(list(range(len(source))))
-      out[str(split)] = "".join(_as_str(r["text"]) for r in records)
-  except Exception as e:
-    raise DatasetUnavailableError(f"dataset '{name}' in {builder.data_dir} could not be read "
-                                  f"as array_record: {type(e).__name__}: {e}") from None
-  return out
+  splits, _ = read_splits(tfds_name, data_dir, display_name,
+                          lambda source, info: "".join(_as_str(r["text"])
+                                                       for r in iter_records(source)))
+  return splits
 
 
 def _as_str(text: Any) -> str:

@@ -9,7 +9,6 @@ split (tests hold this), so rows and trajectories are written exactly as in memo
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +32,7 @@ class StreamedRunner:
     self.seed = int(cfg.train.seed)
     self.blocks = stream_lib.blocks_per_segment(
       self.size, int(cfg.data.batch_size), int(cfg.train.log_every), run.diag_blocks)
-    lanes = mesh_lib.lane_sharding(mesh)
-    self._lanes, self._replicated = lanes, mesh_lib.replicated(mesh)
+    self._replicated = mesh_lib.replicated(mesh)
     parts = run.parts
     self._start = jax.jit(jax.vmap(lambda hp, k, d: parts(hp, k, d).start(),
                                    in_axes=(0, 0, None)))
@@ -42,7 +40,6 @@ class StreamedRunner:
     self._finish = jax.jit(jax.vmap(
       lambda hp, k, d, c, o, l0: parts(hp, k, d).finish(c, o, l0),
       in_axes=(0, 0, None, 0, 0, 0)))
-    self.compile_seconds = 0.0
 
   def _advance_fn(self, n_blocks: int) -> Any:
     if n_blocks not in self._advance:
@@ -67,9 +64,7 @@ class StreamedRunner:
       n = min(self.blocks, self.run.n_logs - first)
       if segment:
         data = self.segment_data(segment)
-      t0 = time.perf_counter()
       carry, out = self._advance_fn(n)(hp, keys, data, carry, first)
-      self.compile_seconds += time.perf_counter() - t0 if segment == 0 else 0.0
       outs.append(out)
       first, segment = first + n, segment + 1
     joined = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *outs) if (
