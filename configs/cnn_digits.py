@@ -18,7 +18,8 @@ it gradients shrink or grow by chi_1 per layer, so a net of depth L trains only 
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

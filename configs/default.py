@@ -10,7 +10,8 @@ log-spaced in [0.25, 8] x 8 learning rates log-spaced in [1e-4, 10] x {sgd, adam
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

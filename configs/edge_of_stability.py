@@ -14,7 +14,7 @@ runs/eos/sharpness.png draws the trace against 2/lr; diagnostics.json holds it u
 "sharpness" (with "ratio_to_threshold"). About a minute on a 2-core CPU.
 """
 
-from gradlab.config import base_config
+from gradlab.defaults import base_config
 
 
 def get_config():

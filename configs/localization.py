@@ -21,7 +21,8 @@ and diverged cells start a decade or more lower in learning rate.
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

@@ -28,7 +28,8 @@ x the same 4 panels: 100 runs, four compiles, about 3.5 minutes on 2 CPU cores.
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

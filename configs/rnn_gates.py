@@ -15,7 +15,8 @@ Measured wall time on a shared 2-core CPU: 1 min 28 s; results in docs/rnn.md.
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

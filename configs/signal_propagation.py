@@ -22,7 +22,8 @@ Each command takes about a minute on a 2-core CPU.
 import numpy as np
 
 from gradlab import theory
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 SIGMA_B2 = 0.05
 

@@ -5,7 +5,8 @@
 2-layer width-16 tanh MLP, 4 sigma_w x 3 learning rates, adam, 50 steps, one compile.
 """
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

@@ -23,7 +23,8 @@ it needs the network and TensorFlow once (``tfds build spoken_digit
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

@@ -10,14 +10,16 @@ depth {2, 4, 8, 16} (y) x model.ln_position {pre, post} (panels): 48 runs, 8 com
 (depth and position are static). Besides the regime maps, the sweep draws ln_depth.png:
 each run's step-0 gradient norm of its last block against depth, per position, with the
 fitted log-log slope (Xiong et al. 2020, Theorem 1: Post-LN ~ L^0, Pre-LN ~ L^-1/2;
-`gradlab.ln_depth`). The token/position tables start at embed_scale 0.3, so the
-residual stream's growth with depth, not the embedding, sets Pre-LN's final norm.
+`gradlab.diagnostics.ln_depth`, drawn by `gradlab.viz.ln_depth`). The token/position
+tables start at embed_scale 0.3, so the residual stream's growth with depth, not the
+embedding, sets Pre-LN's final norm.
 About 6 minutes on a 2-core CPU.
 """
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

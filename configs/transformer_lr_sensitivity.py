@@ -19,7 +19,8 @@ About 7 minutes on a 2-core CPU.
 
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 
 
 def get_config():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import difflib
 import logging
 import os
 import sys
@@ -155,9 +154,9 @@ def user_override_keys(argv: Sequence[str]) -> list[str]:
 
 
 def apply_quick(cfg: mlc.ConfigDict, argv: Sequence[str]) -> mlc.ConfigDict:
-  """--config.quick=True: the config file's CPU variant (`gradlab.config.apply_quick`),
+  """--config.quick=True: the config file's CPU variant (`gradlab.defaults.apply_quick`),
   with the command line's own overrides kept."""
-  from gradlab.config import apply_quick as apply
+  from gradlab.defaults import apply_quick as apply
 
   return apply(cfg, user_override_keys(argv))
 
@@ -175,16 +174,10 @@ def _one_line(e: BaseException) -> str:
 
 def _check_override_keys(argv: Sequence[str]) -> None:
   """--config.KEY=... must name a key of gradlab's config schema."""
-  from gradlab import config as config_lib
+  from gradlab.config import check_override_keys
+  from gradlab.defaults import KNOWN_KEYS
 
-  known = config_lib.flatten(config_lib.base_config())
-  for arg in argv:
-    if arg.startswith("--config.") and "=" in arg:
-      key = arg[len("--config."):].split("=", 1)[0]
-      if key not in known:
-        close = difflib.get_close_matches(key, list(known), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"unknown config key '{key}'{hint}")
+  check_override_keys(user_override_keys(argv), KNOWN_KEYS)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

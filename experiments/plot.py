@@ -19,8 +19,8 @@ _BOUNDARY = flags.DEFINE_string(
 
 def _main() -> int:
   from gradlab import results
-  from gradlab.figures import draw_all
-  from gradlab.sweep.boundary_plot import draw_boundary
+  from gradlab.viz import draw_all
+  from gradlab.viz.boundary import draw_boundary
 
   if _BOUNDARY.value:
     print(f"wrote {draw_boundary(_BOUNDARY.value, dense_dir=_WORKDIR.value)}")

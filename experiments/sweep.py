@@ -45,7 +45,7 @@ def _main() -> int:
   cli.start_processes(_SCALING, _WORKDIR.value)
   import jax
 
-  from gradlab.sweep import make_plan, run_sweep
+  from gradlab.sweep import MODES, make_plan
 
   cfg = cli.apply_quick(_CONFIG.value, sys.argv)
   cli.check_overrides_not_swept(cfg, sys.argv)
@@ -59,7 +59,9 @@ def _main() -> int:
           flush=True)
   elif lead:
     print(f"gradlab boundary search along {cfg.sweep.boundary_axis} -> {workdir}", flush=True)
-  stats = run_sweep(cfg, workdir, progress=not _QUIET.value, resume=_SCALING["resume"].value)
+  run_mode = MODES[cfg.sweep.mode]  # the plan validated sweep.mode
+  stats = run_mode(cfg, plan, workdir, progress=not _QUIET.value,
+                   resume=_SCALING["resume"].value)
   if not lead:
     return 0
   done = (f"{stats.n_points} runs ({stats.n_skipped} already done) in {stats.n_groups} groups, "
@@ -69,7 +71,7 @@ def _main() -> int:
           + f", {stats.run_seconds:.1f}s running, {stats.wall_seconds:.1f}s total)")
   if boundary:
     return _finish_boundary(cfg, workdir, stats, done)
-  from gradlab.figures import draw_all
+  from gradlab.viz import draw_all
 
   figures = draw_all(workdir)
   print(done)
@@ -82,7 +84,7 @@ def _main() -> int:
 
 def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:
   from gradlab.sweep.boundary import BOUNDARY_CSV, dense_runs_for_same_resolution
-  from gradlab.sweep.boundary_plot import draw_boundary
+  from gradlab.viz.boundary import draw_boundary
 
   found = stats.boundary
   n_outer = len(found.lo)

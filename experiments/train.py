@@ -9,9 +9,9 @@ works too: its sweep axes are IGNORED, with a note printed and kept in diagnosti
 `--config.init.sigma_w=2`). `train.layer_probes` is turned on, and `diagnostics.every`
 is set to `train.log_every` when it is 0, so every diagnostic is measured.
 
-Writes WORKDIR/diagnostics.json (`gradlab.dashboard.diagnose`; keys in
-docs/diagnostics.md), WORKDIR/dashboard.png, WORKDIR/per_layer.png and
-WORKDIR/sharpness.png. Bad input is one line on stderr and exit status 2.
+Writes WORKDIR/diagnostics.json (`gradlab.diagnose.diagnose`; keys in
+docs/diagnostics.md), and WORKDIR/dashboard.png, WORKDIR/per_layer.png and
+WORKDIR/sharpness.png (`gradlab.viz.dashboard`). Bad input is one line on stderr and exit status 2.
 
     python -m experiments.train --config=configs/edge_of_stability.py --workdir=runs/eos \
         --checkpoint_every=500
@@ -52,12 +52,13 @@ def _checkpointed(cfg, dataset, directory: str, every: int):
 
 
 def _main() -> int:
-  from gradlab import dashboard, results
+  from gradlab import diagnose, results
   from gradlab.data import load_dataset
   from gradlab.train import train_one
+  from gradlab.viz import dashboard
 
   cfg = cli.apply_quick(_CONFIG.value, sys.argv)
-  cfg, notes = dashboard.prepare_config(cfg)  # every validation error is here
+  cfg, notes = diagnose.prepare_config(cfg)  # every validation error is here
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path()) + "-train"
   print(f"gradlab train: {cfg.model.name} depth {cfg.model.depth} width {cfg.model.width} "
         f"{cfg.model.activation}, sigma_w = {cfg.init.sigma_w:g}, {cfg.optimizer.name} "
@@ -71,7 +72,7 @@ def _main() -> int:
     ckpt = os.path.join(workdir, "checkpoints")
     train_fn = functools.partial(_checkpointed, directory=ckpt, every=_CHECKPOINT_EVERY.value)
     print(f"checkpoints every {_CHECKPOINT_EVERY.value} steps in {ckpt}", flush=True)
-  diag = dashboard.diagnose(cfg, dataset, notes, train_fn=train_fn)
+  diag = diagnose.diagnose(cfg, dataset, notes, train_fn=train_fn)
   os.makedirs(workdir, exist_ok=True)
   results.write_json(os.path.join(workdir, DIAGNOSTICS_FILE), diag)
   paths = dashboard.write_figures(diag, workdir)

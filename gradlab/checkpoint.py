@@ -44,18 +44,19 @@ def train_checkpointed(cfg: mlc.ConfigDict, dataset: Any, directory: str, every:
   if every <= 0 or every % unit:
     raise ConfigError(f"checkpoint interval {every} must be a positive multiple of "
                       f"{unit} steps (train.log_every, and diagnostics.every when on)")
-  run = build_run(cfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]),
-                  task=dataset.task)
+  built = build_run(cfg, dataset.num_classes, task=dataset.task)
   hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams_from_config(cfg).items()}
   key = jax.random.PRNGKey(int(cfg.train.seed))
   data = make_data_arrays(dataset, cfg.train.eval_size)
   seg_blocks = every // log_every
-  n_logs = run.n_logs
+  n_logs = built.n_logs
 
-  start = jax.jit(lambda: run.parts(hp, key, data).start())
-  advance = jax.jit(lambda carry, first, n: run.parts(hp, key, data).advance(carry, first, n),
+  # parts() inside each jitted function, so the keys and the optimizer are built in the
+  # trace, exactly as in train_one's jit(built.run)
+  start = jax.jit(lambda: built.parts(hp, key, data).start())
+  advance = jax.jit(lambda carry, first, n: built.parts(hp, key, data).advance(carry, first, n),
                     static_argnums=2)
-  finish = jax.jit(lambda carry, outs, l0: run.parts(hp, key, data).finish(carry, outs, l0))
+  finish = jax.jit(lambda carry, outs, l0: built.parts(hp, key, data).finish(carry, outs, l0))
 
   carry_like, _ = jax.eval_shape(start)
   manager = ocp.CheckpointManager(os.path.abspath(directory),
@@ -69,8 +70,8 @@ def train_checkpointed(cfg: mlc.ConfigDict, dataset: Any, directory: str, every:
     carry = _from_leaves(saved["carry"], carry_like)
     initial_loss = jnp.asarray(saved["initial_loss"])
     next_block = int(saved["next_block"])
-    outs_like = jax.eval_shape(lambda c: run.parts(hp, key, data).advance(c, 0, next_block),
-                               carry_like)[1]
+    outs_like = jax.eval_shape(
+      lambda c: built.parts(hp, key, data).advance(c, 0, next_block), carry_like)[1]
     outs = _from_leaves(saved["outs"], outs_like)
 
   done = 0
@@ -91,5 +92,5 @@ def train_checkpointed(cfg: mlc.ConfigDict, dataset: Any, directory: str, every:
   manager.close()
   if outs is None:  # fewer steps than one log block
     outs = jax.tree_util.tree_map(jnp.asarray, jax.eval_shape(
-      lambda c: run.parts(hp, key, data).advance(c, 0, 0), carry_like)[1])
+      lambda c: built.parts(hp, key, data).advance(c, 0, 0), carry_like)[1])
   return finish(carry, outs, initial_loss)

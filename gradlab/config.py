@@ -1,110 +1,143 @@
-"""The config schema, its defaults, and validation with one clear error per mistake.
+"""The config schema's machinery: the key registry, plain-dict conversion, overrides and
+validation with one clear error per mistake.
 
-A config is an ``ml_collections.ConfigDict`` with these sections (other modules, tools
-and issues rely on the names):
+A config is an ``ml_collections.ConfigDict`` with the sections of `SECTIONS` (other
+modules, tools and issues rely on the names) plus ``quick`` and ``quick_overrides``.
+Nobody lists every key here: each model family, the init section, each optimizer set
+(base optimizers, remedies, schedules), the data section and the losses declare their
+OWN keys and defaults beside their builders with `register_keys`, as init2winit keeps
+``DEFAULT_HPARAMS`` beside each model; `gradlab.defaults` imports them all and assembles
+the whole schema (``gradlab.defaults.base_config()``). Where each section's keys live:
 
-- ``model``: name, depth, width, activation, layer_norm, use_bias
-- ``init``: family, sigma_w, sigma_b. ``sigma_w`` is the weight SCALE (a standard
-  deviation multiplier: W = sigma_w * W_unit / sqrt(fan_in) for LeCun), not the
-  variance sigma_w^2 of the mean-field papers.
-- ``optimizer``: name, remedies ('+'-separated remedy names, e.g. 'agc+skip_nonfinite';
-  '' or 'none' for none), schedule (constant, linear_warmup, warmup_cosine), and the
-  numbers of `OPTIMIZER_NUMBERS`: learning_rate, momentum, b1, b2, b3, alpha, eps,
-  weight_decay, decay, decay_rate, clip (global-norm threshold; 0 turns the clip stage
-  off), clip_value, agc_clip, layer_clip, spike_factor, spike_decay, warmup_steps,
-  decay_steps (0 = train.steps), average_start, average_every
-- ``data``: name, data_dir ('' = TFDS's default), batch_size (0 = full batch)
-- ``train``: steps, log_every, seed, eval_size, layer_probes (per-layer gradient norms),
-  loss (cross_entropy, mse)
-- ``regimes``: explode_factor, stall_fraction, and the init-time prediction's
-  vanish_gain, explode_gain (see `gradlab.regimes`)
-- ``diagnostics``: every (sharpness by power iteration every this many steps, a
-  multiple of train.log_every; 0 = off), power_iters
-- ``sweep``: axes (dotted key -> list of values); chunk_size (lanes per compiled call;
-  0 = chosen from memory_budget); memory_budget (bytes per device; 0 = half the device's
-  memory); keep_trajectories (False: result rows only); compile_cache ('' =
-  <workdir's parent>/.jax_cache, 'none' = off, else a folder); mode ('grid' or
-  'boundary'); boundary_axis, boundary_rounds, dense_workdir (see
-  `gradlab.sweep.boundary`)
-- ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
-  the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
+- ``model``: `gradlab.models.registry` (name, depth, width, activation, use_bias, norm)
+  and each family module (mlp, cnn, rnn, transformer)
+- ``init``: `gradlab.models.init` (family, sigma_w, sigma_b) and the families that read
+  more of it (rnn, transformer)
+- ``optimizer``: `gradlab.optim.registry`, `gradlab.optim.remedies`,
+  `gradlab.optim.schedules`
+- ``data``: `gradlab.data.loader`
+- ``train``: `gradlab.losses` (loss, z_loss, box_loss) and `gradlab.defaults`
+- ``regimes``, ``diagnostics``, ``sweep``, ``mesh``: `gradlab.defaults`
 
-Keys listed in `TRACED_KEYS` are traced numbers inside `run()`: sweeping them never
+Keys a group declares ``traced`` are traced numbers inside ``run()``: sweeping them never
 recompiles. Every other key is static: points that differ in it form separate groups,
-each compiled once.
+each compiled once. Range checks (positive, >= 0, in [0, 1)) and cross-key checks are
+declared with the keys too; `check_values` runs them for one point.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import ml_collections as mlc
 
-from gradlab.optim.registry import HPARAM_DEFAULTS
-from gradlab.registry import ConfigError
+from gradlab.registry import ConfigError, did_you_mean
 
-# The optimizer section's numbers: every key the optimizer zoo, remedies, schedules and
-# Gadam read (gradlab.optim.HPARAM_DEFAULTS), with the config's own defaults. ``clip`` is
-# 0 here: a positive value switches the global-norm stage on.
-OPTIMIZER_NUMBERS: dict[str, float] = {**HPARAM_DEFAULTS, "clip": 0.0, "decay_steps": 0.0}
+# The config's sections, in the order traced keys and range checks are listed.
+SECTIONS: tuple[str, ...] = ("model", "init", "optimizer", "data", "train", "regimes",
+                             "diagnostics", "sweep", "mesh")
 
-# Traced init scales beyond sigma_w / sigma_b; a model's scale_rule says which
-# parameters each multiplies (gradlab.models.registry.Model).
-INIT_SCALES: dict[str, float] = {
-  "spectral_radius": 1.0,  # recurrent kernels: their spectral radius (or gain)
-  "embed_scale": 1.0,      # Transformer multipliers on top of sigma_w
-  "attn_scale": 1.0,
-  "mlp_scale": 1.0,
-  "output_scale": 1.0,
-}
+# (flattened point) -> None, or a ConfigError naming the bad keys.
+PointCheck = Callable[[Mapping[str, Any]], None]
 
-TRACED_KEYS: tuple[str, ...] = (
-  "init.sigma_w",
-  "init.sigma_b",
-  *(f"init.{k}" for k in INIT_SCALES),
-  *(f"optimizer.{k}" for k in OPTIMIZER_NUMBERS),
-  "train.z_loss",
-  "train.seed",
-)
 
-# Traced keys whose sign also switches a stage on or off (a static choice).
-STAGE_SWITCHES: tuple[str, ...] = ("optimizer.clip", "train.z_loss")
+class KeyGroup(NamedTuple):
+  """One family's keys in one config section: `defaults` (short key -> default), which
+  of them are `traced` numbers, which traced keys also switch a stage on by their sign
+  (`switches`, e.g. ``optimizer.clip > 0``), their ranges, and an optional cross-key
+  `check` of a flattened point."""
 
-# Static model keys, one block per family (each family's module documents its own).
-MODEL_KEYS: dict[str, Any] = dict(
-  name="mlp", depth=10, width=64, activation="tanh", layer_norm=False, use_bias=True,
-  norm="none",  # none | batch | layer | group | rms (families that support it)
-)
-CNN_KEYS: dict[str, Any] = dict(
-  kernel_size=3, residual_init="none",  # none | skipinit | zero_gamma
-  downsample=2,  # cnn / cnn_localizer: how many convs have stride 2 (gradlab.models.cnn)
-)
-RNN_KEYS: dict[str, Any] = dict(
-  readout="last",  # last | every
-)
-TRANSFORMER_KEYS: dict[str, Any] = dict(
-  heads=4, mlp_ratio=4, ln_position="pre", qk_norm=False, tied_embeddings=True,
-  positions="learned", scale_residual=False,
-  vocab_size=0,  # transformer input vocabulary; 0 = the dataset's number of classes
-)
-INIT_KEYS: dict[str, Any] = dict(
-  family="lecun", sigma_w=1.0, sigma_b=0.0, **INIT_SCALES,
-  recurrent_family="orthogonal", forget_bias=0.0,
-)
-DATA_KEYS: dict[str, Any] = dict(
-  name="mnist1d", data_dir="", batch_size=64,
-  augment="none",   # none | crop_flip (on device, per sampled minibatch)
-  seq_len=20,       # sequence tasks: T (static)
-  stream=0,         # 0: whole train split on device; N: stream N examples per segment
-)
-TRAIN_KEYS: dict[str, Any] = dict(
-  steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
-  loss="auto",      # auto: the dataset task's loss; or a gradlab.losses name
-  z_loss=0.0,       # weight of z-loss (PaLM): z * mean(logsumexp(logits)^2); traced
-  box_loss="huber",  # localization: l2 | huber (static)
-)
+  section: str
+  family: str
+  defaults: dict[str, Any]
+  traced: tuple[str, ...] = ()
+  switches: tuple[str, ...] = ()
+  positive: tuple[str, ...] = ()
+  non_negative: tuple[str, ...] = ()
+  unit_interval: tuple[str, ...] = ()
+  check: PointCheck | None = None
+
+
+class Schema(NamedTuple):
+  """Every registered key: `defaults` (section -> key -> default) and dotted key lists
+  (traced, stage switches, range checks) in section order (`SECTIONS`), families by
+  name, keys in their declared order; `checks` are the groups' cross-key checks."""
+
+  defaults: dict[str, dict[str, Any]]
+  traced: tuple[str, ...]
+  switches: tuple[str, ...]
+  positive: tuple[str, ...]
+  non_negative: tuple[str, ...]
+  unit_interval: tuple[str, ...]
+  checks: tuple[PointCheck, ...]
+
+
+_KEY_GROUPS: dict[tuple[str, str], KeyGroup] = {}
+
+
+def register_keys(section: str, defaults: Mapping[str, Any], *, family: str,
+                  traced: Sequence[str] = (), switches: Sequence[str] = (),
+                  positive: Sequence[str] = (), non_negative: Sequence[str] = (),
+                  unit_interval: Sequence[str] = (), check: PointCheck | None = None
+                  ) -> dict[str, Any]:
+  """Declares `family`'s keys of config `section` with their defaults (short names; see
+  `KeyGroup` for the rest). A key belongs to one family: declaring it twice is a
+  ValueError. Returns the defaults as a dict, for the family's own use."""
+  defaults = dict(defaults)
+  named = (*traced, *switches, *positive, *non_negative, *unit_interval)
+  stray = [k for k in named if k not in defaults]
+  if stray or not set(switches) <= set(traced):
+    raise ValueError(f"config keys {stray or list(switches)} of {section}/{family} are not "
+                     f"among its {'defaults' if stray else 'traced keys'}")
+  if (section, family) in _KEY_GROUPS:
+    raise ValueError(f"config keys of {section}/{family} registered twice")
+  for (other_section, other), group in _KEY_GROUPS.items():
+    taken = sorted(set(defaults) & set(group.defaults)) if other_section == section else []
+    if taken:
+      raise ValueError(f"config keys {taken} of section '{section}' are declared by both "
+                       f"'{other}' and '{family}'")
+  _KEY_GROUPS[(section, family)] = KeyGroup(
+    section, family, defaults, tuple(traced), tuple(switches), tuple(positive),
+    tuple(non_negative), tuple(unit_interval), check)
+  return dict(defaults)
+
+
+def _group_order(key: tuple[str, str]) -> tuple[int, str, str]:
+  section, family = key
+  rank = SECTIONS.index(section) if section in SECTIONS else len(SECTIONS)
+  return rank, section, family
+
+
+def _dotted(groups: Sequence[KeyGroup], field: str) -> tuple[str, ...]:
+  """The dotted keys a KeyGroup `field` (traced, positive, ...) lists, group by group."""
+  return tuple(f"{g.section}.{k}" for g in groups for k in getattr(g, field))
+
+
+def registered_schema() -> Schema:
+  """The schema of every key group registered so far (`gradlab.defaults.SCHEMA` is the
+  one with every family imported)."""
+  groups = [_KEY_GROUPS[k] for k in sorted(_KEY_GROUPS, key=_group_order)]
+  defaults: dict[str, dict[str, Any]] = {}
+  for g in groups:
+    defaults.setdefault(g.section, {}).update(g.defaults)
+  return Schema(defaults, *(_dotted(groups, field) for field in
+                            ("traced", "switches", "positive", "non_negative", "unit_interval")),
+                tuple(g.check for g in groups if g.check is not None))
+
+
+def schema_config(schema: Schema) -> mlc.ConfigDict:
+  """A fresh ConfigDict of `schema`'s defaults, with empty sweep axes and the quick
+  variant off. A config file's CPU-sized variant: --config.quick=True applies
+  quick_overrides (dotted key -> value; 'sweep.axes' -> a mapping of axes) before
+  anything runs, except the keys given on the command line (see `apply_quick`)."""
+  c = mlc.ConfigDict()
+  for section, keys in schema.defaults.items():
+    c[section] = mlc.ConfigDict(dict(keys))
+  c.sweep.axes = Axes()
+  c.quick = False
+  c.quick_overrides = Axes()
+  return c
 
 
 class Axes(Mapping):
@@ -128,7 +161,7 @@ class Axes(Mapping):
         return v
     raise KeyError(key)
 
-  def __iter__(self):
+  def __iter__(self) -> Iterator[str]:
     return (k for k, _ in self._items)
 
   def __len__(self) -> int:
@@ -152,48 +185,20 @@ def make_axes(axes: Mapping[str, Sequence[Any]] | None = None) -> Axes:
   return Axes(axes)
 
 
-def base_config() -> mlc.ConfigDict:
-  """Every key gradlab knows, with its default. Config files start from this."""
-  c = mlc.ConfigDict()
-  c.model = mlc.ConfigDict({**MODEL_KEYS, **CNN_KEYS, **RNN_KEYS, **TRANSFORMER_KEYS})
-  c.init = mlc.ConfigDict(dict(INIT_KEYS))
-  c.optimizer = mlc.ConfigDict(
-    dict(name="adam", remedies="", schedule="constant", **OPTIMIZER_NUMBERS)
-  )
-  c.data = mlc.ConfigDict(dict(DATA_KEYS))
-  c.train = mlc.ConfigDict(dict(TRAIN_KEYS))
-  c.regimes = mlc.ConfigDict(
-    dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2)
-  )
-  c.diagnostics = mlc.ConfigDict(dict(every=0, power_iters=20))
-  c.sweep = mlc.ConfigDict(
-    dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
-         mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
-         dense_workdir="")
-  )
-  c.sweep.axes = Axes()
-  c.mesh = mlc.ConfigDict(dict(data=1))
-  # A config file's CPU-sized variant: --config.quick=True applies quick_overrides
-  # (dotted key -> value; 'sweep.axes' -> a mapping of axes) before anything runs,
-  # except the keys given on the command line (see `apply_quick`).
-  c.quick = False
-  c.quick_overrides = Axes()
-  return c
-
-
-def apply_quick(cfg: mlc.ConfigDict, user_keys: Sequence[str] = ()) -> mlc.ConfigDict:
+def apply_quick(cfg: mlc.ConfigDict, known: Collection[str],
+                user_keys: Sequence[str] = ()) -> mlc.ConfigDict:
   """With ``cfg.quick`` set, a copy of `cfg` with ``cfg.quick_overrides`` applied, except
   the dotted keys in `user_keys` (overrides given on the command line win). Without it,
-  `cfg` unchanged. Unknown keys in the overrides are a ConfigError."""
+  `cfg` unchanged. Keys of the overrides not in `known` (the schema's dotted keys) are a
+  ConfigError."""
   if not cfg.get("quick", False):
     return cfg
   overrides = dict(Axes(cfg.quick_overrides).items())
   axes = overrides.pop("sweep.axes", None)
-  known = flatten(base_config())
   for key in overrides:
     if key not in known or key in ("quick", "quick_overrides"):
       raise ConfigError(f"quick_overrides names unknown config key '{key}'"
-                        f"{_close(key, list(known))}")
+                        f"{did_you_mean(key, known)}")
   out = with_overrides(cfg, {k: v for k, v in overrides.items() if k not in user_keys})
   if axes is not None and "sweep.axes" not in user_keys:
     out.sweep.axes = make_axes(axes)
@@ -281,21 +286,21 @@ def coerce(dotted: str, default: Any, value: Any) -> Any:
   return value
 
 
-def _close(name: str, known: Sequence[str]) -> str:
-  close = difflib.get_close_matches(name, list(known), n=1)
-  return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def check_keys(cfg: mlc.ConfigDict) -> None:
-  """Refuses config keys the schema does not have, and sweep axes over unknown keys."""
-  known = flatten(base_config())
-  for key in flatten(cfg):
+def check_override_keys(keys: Sequence[str], known: Collection[str]) -> None:
+  """Refuses dotted keys (e.g. of --config.KEY=... flags) that `known` does not have."""
+  for key in keys:
     if key not in known:
-      raise ConfigError(f"unknown config key '{key}'{_close(key, list(known))}")
+      raise ConfigError(f"unknown config key '{key}'{did_you_mean(key, known)}")
+
+
+def check_keys(cfg: mlc.ConfigDict, known: Collection[str]) -> None:
+  """Refuses config keys not in `known` (the schema's dotted keys), and sweep axes over
+  unknown keys."""
+  check_override_keys(list(flatten(cfg)), known)
   for key, values in cfg.sweep.axes.items():
     if key not in known or key == "sweep.axes":
       raise ConfigError(
-        f"sweep axis '{key}' names a key the config does not have{_close(key, list(known))}"
+        f"sweep axis '{key}' names a key the config does not have{did_you_mean(key, known)}"
       )
     if isinstance(values, str | bytes) or not isinstance(values, Sequence):
       raise ConfigError(f"sweep axis '{key}' must be a list of values, got {values!r}")
@@ -303,26 +308,13 @@ def check_keys(cfg: mlc.ConfigDict) -> None:
       raise ConfigError(f"sweep axis '{key}' is empty; give it at least one value")
 
 
-_POSITIVE = ("model.depth", "model.width", "data.seq_len", "optimizer.learning_rate", "train.steps",
-             "train.log_every", "regimes.explode_factor", "optimizer.clip_value",
-             "optimizer.agc_clip", "optimizer.layer_clip", "optimizer.spike_factor",
-             "optimizer.average_every", "optimizer.decay_rate", "diagnostics.power_iters",
-             "regimes.vanish_gain", "regimes.explode_gain")
-_NON_NEGATIVE = ("init.sigma_w", "init.sigma_b", *(f"init.{k}" for k in INIT_SCALES),
-                 "train.z_loss", "data.stream", "optimizer.clip", "optimizer.eps",
-                 "optimizer.weight_decay", "optimizer.alpha", "optimizer.warmup_steps",
-                 "optimizer.decay_steps", "optimizer.average_start", "data.batch_size",
-                 "train.eval_size", "train.seed", "regimes.stall_fraction")
-_UNIT_INTERVAL = ("optimizer.momentum", "optimizer.b1", "optimizer.b2", "optimizer.b3",
-                  "optimizer.decay", "optimizer.spike_decay")
-
-
-def traced_values(flat: Mapping[str, Any]) -> dict[str, float]:
-  """The traced numbers of one flattened point, by short name (the key's last part).
+def traced_values(flat: Mapping[str, Any], traced: Sequence[str]) -> dict[str, float]:
+  """The traced numbers (`traced`: dotted keys) of one flattened point, by short name
+  (the key's last part).
 
   ``optimizer.decay_steps = 0`` resolves to ``train.steps`` here, in one place.
   """
-  out = {dotted.split(".")[-1]: float(flat[dotted]) for dotted in TRACED_KEYS}
+  out = {dotted.split(".")[-1]: float(flat[dotted]) for dotted in traced}
   if out["decay_steps"] <= 0:
     out["decay_steps"] = float(flat["train.steps"])
   return out
@@ -334,23 +326,17 @@ def parse_remedies(text: str) -> tuple[str, ...]:
   return () if names in ((), ("none",)) else names
 
 
-def check_values(point: Mapping[str, Any]) -> None:
-  """Range checks on one flattened point (the base config with one grid point applied)."""
-  for key in _POSITIVE:
+def check_values(point: Mapping[str, Any], schema: Schema) -> None:
+  """Range checks on one flattened point (the base config with one grid point applied),
+  then the schema's cross-key checks."""
+  for key in schema.positive:
     if not point[key] > 0:
       raise ConfigError(f"config key '{key}' must be positive, got {point[key]!r}")
-  for key in _NON_NEGATIVE:
+  for key in schema.non_negative:
     if not point[key] >= 0:
       raise ConfigError(f"config key '{key}' must be >= 0, got {point[key]!r}")
-  for key in _UNIT_INTERVAL:
+  for key in schema.unit_interval:
     if not 0 <= point[key] < 1:
       raise ConfigError(f"config key '{key}' must lie in [0, 1), got {point[key]!r}")
-  every = point["diagnostics.every"]
-  if every < 0 or every % point["train.log_every"]:
-    raise ConfigError(f"config key 'diagnostics.every' ({every}) must be 0 or a multiple of "
-                      f"'train.log_every' ({point['train.log_every']})")
-  if point["train.log_every"] > point["train.steps"]:
-    raise ConfigError(
-      f"config key 'train.log_every' ({point['train.log_every']}) exceeds "
-      f"'train.steps' ({point['train.steps']})"
-    )
+  for check in schema.checks:
+    check(point)

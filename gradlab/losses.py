@@ -11,7 +11,9 @@ A `Loss` holds
   config's ``train`` section (e.g. ``train.box_loss``), and ``bind_chance(train_cfg)``
   the matching ``chance``.
 
-Integer labels may carry -1 at positions the loss ignores (sequence tasks).
+`z_loss` is PaLM's auxiliary term on the softmax normalizer, added to the objective
+with the traced weight ``train.z_loss``. Integer labels may carry -1 at positions the
+loss ignores (sequence tasks).
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradlab.config import register_keys
 from gradlab.registry import Registry
+
+# The train section's loss keys (the training loop's own: gradlab.defaults).
+LOSS_KEYS: dict[str, Any] = register_keys("train", dict(
+  loss="auto",       # auto: the dataset task's loss; or a `LOSSES` name
+  z_loss=0.0,        # weight of z-loss (PaLM): z * mean(logsumexp(logits)^2); traced
+  box_loss="huber",  # localization: a `BOX_LOSSES` name (static)
+), family="losses", traced=("z_loss",), switches=("z_loss",), non_negative=("z_loss",))
 
 Metrics = Callable[[Any, jax.Array], Mapping[str, jax.Array]]
 
@@ -71,6 +81,26 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
   """Fraction of counted positions (label >= 0) whose argmax is the label."""
   mask = labels >= 0
   return {"accuracy": _masked_mean(jnp.argmax(logits, -1) == labels, mask)}
+
+
+def logits_of(outputs: Any) -> jax.Array:
+  """The classification logits among a model's outputs (the array, or its 'logits')."""
+  return outputs["logits"] if isinstance(outputs, Mapping) else outputs
+
+
+def z_loss(outputs: Any, labels: jax.Array | None = None) -> jax.Array:
+  """The z-loss of PaLM (Chowdhery et al. 2022, "PaLM", Sec. 5: "z_loss = 1e-4 *
+  log^2 Z"): the mean over positions of log(Z)^2, Z = sum_k exp(logit_k), which pulls
+  the softmax normalizer towards 1. Positions whose integer label is -1 (ignored by the
+  cross-entropy) are left out. `train.z_loss` is its (traced) weight; final_loss and
+  test_loss include the term, as the training objective does."""
+  logits = logits_of(outputs)
+  log_z = jax.nn.logsumexp(logits, axis=-1)
+  if (labels is not None and jnp.issubdtype(labels.dtype, jnp.integer)
+      and labels.shape == log_z.shape):
+    mask = (labels >= 0).astype(log_z.dtype)
+    return jnp.sum(log_z ** 2 * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return jnp.mean(log_z ** 2)
 
 
 def mse(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -121,10 +151,6 @@ def bound_loss(train_cfg: Any, task_loss: str
   bound to the section's static options where the loss takes any."""
   loss = LOSSES.get(resolve(train_cfg.loss, task_loss))
   return loss, (loss.bind(train_cfg) if loss.bind else loss.fn)
-
-
-def loss_names() -> list[str]:
-  return ["auto", *LOSSES.names()]
 
 
 def chance_loss(train_cfg: Any, dataset: Any) -> float:

@@ -13,7 +13,8 @@
 3. ``stalled`` if it vanishes: the depth gain is below ``regimes.vanish_gain``;
 4. ``trained`` otherwise.
 
-`report_section` states how often the prediction matches the observed regime.
+`gradlab.report.prediction.report_section` states how often the prediction matches the
+observed regime.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from gradlab import theory
-from gradlab.report import markdown_table
 
 # The Hessian whose sharpness is compared: preconditioned for the Adam family.
 PRECONDITIONED = ("adam", "adamw")
@@ -43,6 +42,8 @@ def depth_gain(grad_norm_by_layer0: np.ndarray, n_hidden: int) -> np.ndarray:
 
 
 def initial_threshold(optimizer: str, hparams: Mapping[str, np.ndarray]) -> np.ndarray:
+  """Per run, the optimizer's sharpness threshold at its learning rate (and momentum or
+  b1; `theory.sharpness_threshold`); NaN for an optimizer without a known threshold."""
   lr = np.asarray(hparams["learning_rate"], np.float64)
   if optimizer not in theory.SHARPNESS_THRESHOLDS:
     return np.full(lr.shape, np.nan)
@@ -89,22 +90,3 @@ def columns(traj: Any, n: int, cfg: Any, layer_names: Sequence[str],
     "predicted_regime": predict(gain, s0, threshold, cfg.regimes.vanish_gain,
                                 cfg.regimes.explode_gain),
   }
-
-
-def report_section(df: pd.DataFrame) -> str:
-  """Markdown: how often predicted_regime matched the observed regime."""
-  if "predicted_regime" not in df or df.empty:
-    return ""
-  exact = (df["predicted_regime"] == df["regime"]).mean()
-  unstable = ("exploding", "diverged")
-  stability = (df["predicted_regime"].isin(unstable) == df["regime"].isin(unstable)).mean()
-  lines = ["## Predicted vs observed regime", "",
-           f"The regime predicted before training (init-time depth gain and sharpness; "
-           f"rule in `gradlab/prediction.py`) matched the observed one in "
-           f"{exact:.0%} of {len(df)} runs; stable-vs-unstable (exploding or diverged) "
-           f"matched in {stability:.0%}.", ""]
-  table = pd.crosstab(df["predicted_regime"], df["regime"])
-  header = ["predicted \\ observed", *table.columns]
-  lines += markdown_table(header, [[i, *row] for i, row in zip(table.index, table.values,
-                                                                strict=True)])
-  return "\n".join(lines) + "\n"

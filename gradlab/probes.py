@@ -1,16 +1,20 @@
 """Per-step measurements, cheap enough to run inside the training scan.
 
-Two pieces, each a pure function over pytrees:
+Three pieces, each a pure function over pytrees:
 
 - `measure`: the probe record of one logged step (loss, global and per-layer gradient
-  norm, parameter norm, update norm, a finite flag).
+  norm, parameter norm, update norm, a finite flag); `all_finite` (the one copy, which
+  the optimizer guards use too).
 - `Tracker`: a small functional state updated EVERY step (not only logged ones), so the
   first non-finite step and the explosion step are exact, not rounded to `log_every`.
+- sown values: what a model sows into its 'intermediates' collection, read back as
+  per-layer finite flags (`sown_flag`) and ``probe_<name>`` vectors (`sown_probes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -18,7 +22,12 @@ import jax.numpy as jnp
 import optax
 
 from gradlab.diagnostics import onset as onset_lib
-from gradlab.optim.guards import all_finite
+
+
+def all_finite(tree: Any) -> jax.Array:
+  """True when every entry of every leaf of `tree` is finite (a scalar bool)."""
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
@@ -106,3 +115,40 @@ def tracker_update(state: Tracker, step: jax.Array, loss: jax.Array, grad_norm: 
   max_norm = jnp.where(finite, jnp.maximum(state.max_grad_norm, grad_norm), state.max_grad_norm)
   return Tracker(first_bad.astype(jnp.int32), explosion.astype(jnp.int32), g0, max_norm,
                  grad_norm.astype(jnp.float32))
+
+
+def sown_flag(sown: Mapping[str, Any], layer: str) -> jax.Array:
+  """Whether the pre-activation the model sowed as '<layer>_finite' (anywhere in its
+  module tree) is finite; True where it sows none."""
+  flags = [v for path, v in sown_items(sown) if path[-1] == f"{layer}_finite"]
+  return jnp.all(jnp.stack([jnp.all(jnp.asarray(f)) for f in flags])) if flags else (
+    jnp.array(True))
+
+
+def sown_items(sown: Mapping[str, Any], prefix: tuple[str, ...] = ()
+               ) -> Iterator[tuple[tuple[str, ...], Any]]:
+  """(path, value) of every sown value, modules in natural order (block_2 before
+  block_10), each sow's tuple of values in call order."""
+  for key in sorted(sown, key=natural_key):
+    value = sown[key]
+    if isinstance(value, Mapping):
+      yield from sown_items(value, (*prefix, key))
+    else:
+      for v in value:
+        yield (*prefix, key), v
+
+
+def natural_key(name: str) -> list[Any]:
+  """Sort key that orders the digit runs of a name as numbers ('block_2' < 'block_10')."""
+  return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name))]
+
+
+def sown_probes(sown: Mapping[str, Any]) -> dict[str, jax.Array]:
+  """Every sown 'probe_<name>' value, stacked into a vector per name (one entry per
+  sow, in module order)."""
+  out: dict[str, list[jax.Array]] = {}
+  for path, v in sown_items(sown):
+    if path[-1].startswith("probe_"):
+      out.setdefault(path[-1][len("probe_"):], []).append(jnp.asarray(v, jnp.float32))
+  return {k: jnp.stack([jnp.ravel(x)[0] if x.size == 1 else jnp.max(x) for x in vs])
+          for k, vs in out.items()}

@@ -25,7 +25,8 @@ not decide a label.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -33,8 +34,26 @@ import numpy as np
 from gradlab.losses import cross_entropy_chance
 
 REGIMES: tuple[str, ...] = ("trained", "stalled", "exploding", "diverged")
+REGIME_ORDER: tuple[str, ...] = REGIMES
+"""Regimes from best to worst; ties in a cell go to the later (worse) one."""
 # A run that neither exploded nor diverged (stable-lr tables, boundary search).
 STABLE: tuple[str, ...] = ("trained", "stalled")
+
+
+def check_regimes(regimes: Iterable[str]) -> None:
+  """Raises ValueError naming every label that is not one of `REGIME_ORDER`."""
+  unknown = sorted({str(r) for r in regimes if r not in REGIME_ORDER})
+  if unknown:
+    raise ValueError(f"unknown regime(s) {unknown}; known: {', '.join(REGIME_ORDER)}")
+
+
+def worst_common_regime(regimes: Iterable[str]) -> str:
+  """The most common regime; ties go to the worse one (diverged > exploding > ...)."""
+  counts = Counter(regimes)
+  check_regimes(counts)
+  if not counts:
+    raise ValueError("worst_common_regime needs at least one regime")
+  return max(counts, key=lambda r: (counts[r], REGIME_ORDER.index(r)))
 
 
 def summarize(loss: np.ndarray, grad_norm: np.ndarray, explode_factor: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ module::
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -22,6 +22,13 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
   """A user-facing configuration error: one clear sentence, raised before any compile."""
+
+
+def did_you_mean(name: Any, known: Iterable[str]) -> str:
+  """`` (did you mean 'x'?)`` for the closest of `known` to `name`, or '' when none is
+  close: the hint of every unknown-name error (registries, config keys, sweep axes)."""
+  close = difflib.get_close_matches(str(name), list(known), n=1)
+  return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class Registry(Generic[T]):
@@ -47,9 +54,8 @@ class Registry(Generic[T]):
     return self._entries[name]
 
   def unknown_message(self, name: Any) -> str:
-    close = difflib.get_close_matches(str(name), self._entries, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {self.kind} '{name}'{hint}; known: {', '.join(sorted(self._entries))}"
+    return (f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; known: "
+            f"{', '.join(sorted(self._entries))}")
 
   def names(self) -> list[str]:
     return sorted(self._entries)

@@ -14,8 +14,7 @@ a rerun adds files, it never overwrites.
 
 Every file is written to a temporary name (starting with '.tmp-') and renamed, and the
 trajectories before the rows, so a killed sweep leaves either whole files or temporary
-ones that `load` ignores; a run counts as done once its parquet file exists. Files of
-the first layout (``chunk-g000-c00000.parquet``) still load.
+ones that `load` ignores; a run counts as done once its parquet file exists.
 """
 
 from __future__ import annotations
@@ -47,10 +46,6 @@ _CHUNK_RE = re.compile(
 def chunk_name(group: int, chunk: int, ext: str, process: int = 0) -> str:
   """File name of the runs of `group` starting at run_id `chunk` written by `process`."""
   return f"chunk-g{group:03d}-r{chunk:06d}-p{process:03d}.{ext}"
-
-
-def _legacy_chunk_name(group: int, chunk: int, ext: str) -> str:
-  return f"chunk-g{group:03d}-c{chunk:05d}.{ext}"
 
 
 def _atomic_write(path: str, write: Callable[[str], None]) -> None:
@@ -137,9 +132,7 @@ def load(workdir: str) -> pd.DataFrame:
 def _trajectory_path(workdir: str, row: pd.Series) -> str:
   group, chunk = int(row["group"]), int(row["chunk"])
   process = int(row["process"]) if "process" in row.index else 0
-  path = os.path.join(workdir, TRAJECTORIES_DIR, chunk_name(group, chunk, "npz", process))
-  legacy = os.path.join(workdir, TRAJECTORIES_DIR, _legacy_chunk_name(group, chunk, "npz"))
-  return legacy if not os.path.exists(path) and os.path.exists(legacy) else path
+  return os.path.join(workdir, TRAJECTORIES_DIR, chunk_name(group, chunk, "npz", process))
 
 
 def load_trajectory(workdir: str, run_id: int) -> dict[str, np.ndarray]:

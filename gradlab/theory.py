@@ -17,9 +17,10 @@
    `sigma_w2_from_scale` / `sigma_b2_from_scale` only.
 2. Edge-of-stability sharpness limits for a learning rate (Cohen et al. 2021, "Gradient
    descent on neural networks typically occurs at the edge of stability"; Cohen et al.
-   2022, "Adaptive gradient methods at the edge of stability").
-3. The recurrent-weight condition of Pascanu et al. 2013 ("On the difficulty of training
-   recurrent neural networks").
+   2022, "Adaptive gradient methods at the edge of stability") and
+3. the recurrent-weight condition of Pascanu et al. 2013 ("On the difficulty of training
+   recurrent neural networks"): both live in `gradlab.stability` and are re-exported here,
+   so ``gradlab.theory`` stays the one door to every closed form.
 
 Quadrature. Gaussian expectations are composite Gauss-Legendre sums on panels graded
 toward z = 0: in 1D on each side of 0; in 2D in polar coordinates, radius times the four
@@ -43,6 +44,12 @@ from scipy.optimize import brentq
 from scipy.special import erf, expit, ndtr
 
 from gradlab.registry import Registry
+from gradlab.stability import (  # noqa: F401  (re-exported: theory is the one door)
+  ACTIVATION_DERIVATIVE_BOUND,
+  SHARPNESS_THRESHOLDS,
+  pascanu_condition,
+  sharpness_threshold,
+)
 
 ArrayLike = float | np.ndarray
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -373,53 +380,3 @@ def critical_line(activation: str, sigma_b2_values: ArrayLike) -> np.ndarray:
   (convert with `scale_from_variance` for a sigma_w axis)."""
   b = np.asarray(sigma_b2_values, float)
   return np.reshape([critical_sigma_w2(activation, float(v)) for v in b.ravel()], b.shape)
-
-
-# --------------------------------------------------------------------- edge of stability
-
-
-class _Threshold(NamedTuple):
-  fn: Callable[[ArrayLike, float], ArrayLike]
-  source: str
-
-
-SHARPNESS_THRESHOLDS: Registry[_Threshold] = Registry("optimizer (sharpness threshold)")
-SHARPNESS_THRESHOLDS.register("sgd", "gd")(_Threshold(
-  lambda lr, beta: 2.0 / lr, "Cohen et al. 2021, sec. 2: GD on a quadratic is stable iff "
-  "lambda_max < 2 / lr"))
-SHARPNESS_THRESHOLDS.register("momentum", "heavy_ball")(_Threshold(
-  lambda lr, beta: (2.0 + 2.0 * beta) / lr, "Cohen et al. 2021, heavy-ball momentum beta "
-  "(m = beta m + g, x -= lr m): lambda_max < (2 + 2 beta) / lr"))
-SHARPNESS_THRESHOLDS.register("nesterov")(_Threshold(
-  lambda lr, beta: (2.0 + 2.0 * beta) / ((1.0 + 2.0 * beta) * lr), "Cohen et al. 2021, "
-  "Nesterov momentum beta: lambda_max < (2 + 2 beta) / ((1 + 2 beta) lr)"))
-SHARPNESS_THRESHOLDS.register("adam", "adamw")(_Threshold(
-  lambda lr, beta: (2.0 + 2.0 * beta) / ((1.0 - beta) * lr), "Cohen et al. 2022, Adam as "
-  "EMA momentum beta1 preconditioned by P: lambda_max(P^-1 H) < (2 + 2 beta1) / "
-  "((1 - beta1) lr), 38 / lr at beta1 = 0.9"))
-
-
-def sharpness_threshold(optimizer: str, lr: ArrayLike, beta: float = 0.9) -> ArrayLike:
-  """The largest (preconditioned, for Adam) sharpness at which `optimizer` with learning
-  rate `lr` is stable on a quadratic (each is where the 2 x 2 linear recurrence of the
-  iterate and its momentum gets an eigenvalue -1), the level the sharpness hovers at while
-  training at the edge of stability. `beta` is the momentum (momentum, nesterov) or Adam's
-  beta1, ignored for sgd. Sources: ``SHARPNESS_THRESHOLDS.get(name).source``."""
-  return SHARPNESS_THRESHOLDS.get(optimizer).fn(np.asarray(lr, float), float(beta))
-
-
-# ---------------------------------------------------------------------------------- RNN
-
-# gamma: a bound on |phi'| (Pascanu et al. 2013, sec. 2.1): 1 for tanh, 1/4 for sigmoid.
-ACTIVATION_DERIVATIVE_BOUND: dict[str, float] = {
-  "tanh": 1.0, "sigmoid": 0.25, "linear": 1.0, "relu": 1.0, "erf": 2.0 / np.sqrt(np.pi),
-}
-
-
-def pascanu_condition(largest_singular_value: float, gamma: float) -> str:
-  """Pascanu et al. 2013 ("On the difficulty of training recurrent neural networks",
-  sec. 2.1, "The mechanics"): with ||diag(phi')|| <= gamma and s the largest singular
-  value of the recurrent weight, s < 1 / gamma is SUFFICIENT for the gradients to vanish
-  ("vanishes") and s > 1 / gamma is NECESSARY for them to explode ("may explode"; the
-  boundary s = 1 / gamma also counts as "may explode", since vanishing is not proven)."""
-  return "vanishes" if largest_singular_value * gamma < 1.0 else "may explode"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
-from gradlab.config import base_config, make_axes  # noqa: E402
+from gradlab.config import make_axes  # noqa: E402
+from gradlab.defaults import base_config  # noqa: E402
 
 
 def tiny_config(axes=None, **sections):
@@ -43,3 +46,29 @@ def teacher():
 def tfds_dir(tmp_path_factory):
   """One TFDS data dir for the whole session, so gradlab's builders prepare once."""
   return str(tmp_path_factory.mktemp("tfds"))
+
+
+def hand_sweep(optimizers=("sgd",), seeds=1) -> pd.DataFrame:
+  """A hand-made results frame (tests/test_report.py, tests/test_plots.py):
+  4 sigma_w x 3 learning rates per optimizer; diverged in the 4 cells with
+  lr * sigma_w^2 >= 0.1, stalled at lr = 1e-3, trained elsewhere."""
+  rows = []
+  for opt in optimizers:
+    for sigma_w in (0.5, 1.0, 2.0, 4.0):
+      for lr in (1e-3, 1e-2, 1e-1):
+        for seed in range(seeds):
+          x = lr * sigma_w**2
+          regime = "diverged" if x >= 0.1 else "stalled" if lr < 5e-3 else "trained"
+          rows.append(
+            {
+              "init.sigma_w": sigma_w,
+              "optimizer.learning_rate": lr,
+              "optimizer.name": opt,
+              "seed": seed,
+              "run_id": len(rows),
+              "regime": regime,
+              "final_loss": np.nan if regime == "diverged" else 0.1 + x,
+              "test_accuracy": np.nan if regime == "diverged" else 0.5 + x,
+            }
+          )
+  return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Tests for the benchmark (gradlab.bench, experiments.benchmark) on its `tiny` preset.
+"""Tests for the benchmark (experiments.benchmark) on its `tiny` preset.
 
 The benchmark runs once per module through the real entry point; the tests check
 structural facts that could be false (sections present, steps/s consistent with the
@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 
-from gradlab.bench import flops, presets, report, runner, timing, torch_loop
+from experiments.benchmark import flops, presets, report, runner, timing, torch_loop
 from gradlab.models import MODELS, scale_by, scale_params
 
 TINY = presets.PRESETS["tiny"]

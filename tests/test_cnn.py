@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from gradlab.config import base_config
+from gradlab.defaults import base_config
 from gradlab.models import INIT_FAMILIES, MODELS, scale_by, scale_params
 from gradlab.models.cnn import ConvUnit, stride2_layers
 from gradlab.models.init import delta_orthogonal
@@ -130,7 +130,7 @@ def test_batchnorm_lanes_are_independent_runs():
   cfg = tiny_config(model=dict(name="cnn", depth=2, width=4, norm="batch", activation="relu"),
                     optimizer=dict(name="sgd"),
                     train=dict(steps=6, log_every=3, eval_size=32, layer_probes=False))
-  run = build_run(cfg, ds.num_classes, ds.x_train.shape[1:], task=ds.task)
+  run = build_run(cfg, ds.num_classes, task=ds.task).run
   data = make_data_arrays(ds, cfg.train.eval_size)
   hp = {k: jnp.asarray([v] * 2, jnp.float32) for k, v in hparams_from_config(cfg).items()}
   hp["learning_rate"] = jnp.asarray([0.05, 0.5], jnp.float32)

@@ -1,6 +1,6 @@
-"""experiments.train and gradlab.dashboard: one run's diagnostics.json holds the numbers
-the theory and the run say it should, the dashboard draws the right thresholds, and bad
-input is one clean line."""
+"""experiments.train, gradlab.diagnose and gradlab.viz.dashboard: one run's
+diagnostics.json holds the numbers the theory and the run say it should, the dashboard
+draws the right thresholds, and bad input is one clean line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from conftest import REPO, tiny_config
 
-from gradlab import dashboard, theory
+from gradlab import diagnose, theory
+from gradlab.diagnostics import run_summary
+from gradlab.viz import dashboard
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DEPTH, SIGMA_W, LR, STEPS, LOG_EVERY = 4, 1.3, 0.05, 20, 5
@@ -97,9 +99,9 @@ def test_bad_flag_is_one_clean_line(tmp_path, flag, message):
 ])
 def test_sharpness_threshold_per_optimizer(name, lr, beta, want, compared):
   cfg = tiny_config(optimizer=dict(name=name, learning_rate=lr, momentum=beta, b1=beta))
-  ref = dashboard.sharpness_reference(cfg)
+  ref = diagnose.sharpness_reference(cfg)
   assert ref["threshold"] == pytest.approx(want) and ref["compared"] == compared
-  assert np.isnan(dashboard.sharpness_reference(
+  assert np.isnan(diagnose.sharpness_reference(
     tiny_config(optimizer=dict(name="lion")))["threshold"])
 
 
@@ -134,7 +136,7 @@ def test_per_layer_theory_line_is_chi_1_to_the_half_depth_to_go():
 
 
 def test_jsonable_turns_non_finite_numbers_into_null():
-  out = dashboard.jsonable({"a": np.array([1.0, np.nan, np.inf]), "b": np.int32(3),
+  out = run_summary.jsonable({"a": np.array([1.0, np.nan, np.inf]), "b": np.int32(3),
                             "c": np.float32(0.5), "d": np.array(2.0), "e": (True, "x")})
   assert out == {"a": [1.0, None, None], "b": 3, "c": 0.5, "d": 2.0, "e": [True, "x"]}
   json.dumps(out, allow_nan=False)

@@ -12,12 +12,13 @@ import pytest
 from conftest import tiny_config
 
 from gradlab import config as config_lib
-from gradlab import losses, results
+from gradlab import defaults, losses, results
 from gradlab.data import Task, augment, make_dataset
 from gradlab.data import stream as stream_lib
+from gradlab.losses import z_loss
 from gradlab.models.registry import MODELS, Model, build_model
-from gradlab.sweep import engine, run_sweep
-from gradlab.train import build_run, hparams_from_config, make_data_arrays, train_one, z_loss
+from gradlab.sweep import rows, run_sweep
+from gradlab.train import build_run, hparams_from_config, make_data_arrays, train_one
 
 
 class _InputNorm(nn.Module):
@@ -51,7 +52,7 @@ def test_batch_stats_are_carried_per_lane_with_the_closed_form_running_mean():
   ds = _tiny_dataset(x, rng.integers(0, 3, 64))
   cfg = tiny_config(model=dict(name="_test_input_norm"), data=dict(batch_size=0),
                     train=dict(steps=7, log_every=7, eval_size=0))
-  run = build_run(cfg, 3, (5,), task=ds.task)
+  run = build_run(cfg, 3, task=ds.task)
   data = make_data_arrays(ds, 0)
   hp = {k: jnp.asarray([v, v], jnp.float32) for k, v in hparams_from_config(cfg).items()}
   hp["learning_rate"] = jnp.asarray([1e-3, 1.0])
@@ -76,7 +77,7 @@ def test_sown_probes_are_stacked_in_module_order_per_logged_step():
   probe = np.asarray(traj.model_probes["block_index"])
   assert probe.shape == (3, 12)
   np.testing.assert_array_equal(probe, np.tile(np.arange(12.0), (3, 1)))
-  cols = engine.model_probe_columns({"block_index": probe[None],
+  cols = rows.model_probe_columns({"block_index": probe[None],
                                      "blown": np.array([[[1.0, np.nan], [2.0, 0.5]]])})
   assert cols["block_index_max"][0] == 11 and cols["block_index_init"][0] == 11
   assert cols["blown_init"][0] == np.inf and cols["blown_final"][0] == 2.0
@@ -130,18 +131,18 @@ def test_crop_flip_output_is_a_shifted_and_maybe_flipped_copy():
 
 
 def test_quick_variant_applies_its_overrides_except_the_command_lines():
-  cfg = config_lib.base_config()
+  cfg = defaults.base_config()
   cfg.quick = True
   cfg.quick_overrides = config_lib.make_axes({"train.steps": 40, "data.name": "digits",
                                               "sweep.axes": {"init.sigma_w": [1, 2]}})
-  out = config_lib.apply_quick(cfg, ["train.steps"])
+  out = defaults.apply_quick(cfg, ["train.steps"])
   assert out.train.steps == cfg.train.steps and out.data.name == "digits"
   assert dict(out.sweep.axes) == {"init.sigma_w": (1, 2)}
   cfg.quick_overrides = config_lib.make_axes({"train.stepz": 1})
   with pytest.raises(config_lib.ConfigError, match="train.stepz"):
-    config_lib.apply_quick(cfg)
+    defaults.apply_quick(cfg)
   cfg.quick = False
-  assert config_lib.apply_quick(cfg) is cfg
+  assert defaults.apply_quick(cfg) is cfg
 
 
 def test_streaming_the_whole_split_equals_training_in_memory(tmp_path, tfds_dir):

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-from gradlab import overlays, plots, theory
+from gradlab import theory
 from gradlab.config import to_dict
+from gradlab.diagnostics import mean_field
+from gradlab.panels import cell_edges
+from gradlab.viz import canvas, maps, overlays
 
 
 def _frame(axes: dict[str, list]) -> pd.DataFrame:
@@ -32,15 +35,15 @@ SIGMA_W = [0.5, 0.71, 1.0, 1.41, 2.0, 2.83]
   ("tanh", "lecun", 1.0), ("relu", "lecun", np.sqrt(2.0)), ("relu", "he", 1.0),
   ("linear", "lecun", 1.0)])
 def test_critical_sigma_w_at_zero_bias(activation, family, want):
-  assert overlays.critical_sigma_w(activation, 0.0, family) == pytest.approx(want, rel=1e-9)
+  assert mean_field.critical_sigma_w(activation, 0.0, family) == pytest.approx(want, rel=1e-9)
 
 
 def test_critical_sigma_w_with_bias_and_without_biases():
   want = np.sqrt(theory.critical_sigma_w2("tanh", 0.05))
   assert want > 1.3  # sigma_b2 = 0.05 moves tanh's critical point to sigma_w ~ 1.33
-  assert overlays.critical_sigma_w("tanh", np.sqrt(0.05)) == pytest.approx(want, rel=1e-9)
+  assert mean_field.critical_sigma_w("tanh", np.sqrt(0.05)) == pytest.approx(want, rel=1e-9)
   # use_bias False: sigma_b is irrelevant, the line is the sigma_b = 0 one.
-  assert overlays.critical_sigma_w("tanh", 0.5, use_bias=False) == pytest.approx(1.0)
+  assert mean_field.critical_sigma_w("tanh", 0.5, use_bias=False) == pytest.approx(1.0)
 
 
 def test_vertical_critical_line_over_sigma_w_by_learning_rate():
@@ -68,9 +71,9 @@ def test_critical_curve_over_sigma_w_by_sigma_b():
 
 def test_trainable_depth_curve_is_six_xi_c():
   for act, sw, sb in (("tanh", 0.8, 0.0), ("tanh", 2.0, np.sqrt(0.05)), ("relu", 1.0, 0.1)):
-    got = overlays.trainable_depth(act, sw, sb)
+    got = mean_field.trainable_depth(act, sw, sb)
     assert got == pytest.approx(6.0 * theory.xi_c(act, sw**2, sb**2), rel=1e-12)
-  assert overlays.trainable_depth("tanh", 0.8, 0.0) == pytest.approx(-6.0 / np.log(0.64))
+  assert mean_field.trainable_depth("tanh", 0.8, 0.0) == pytest.approx(-6.0 / np.log(0.64))
   df = _frame({"init.sigma_w": SIGMA_W, "model.depth": [2, 4, 8, 16, 32]})
   cfg = _config(init=dict(sigma_b=float(np.sqrt(0.05))))
   crit, depth = overlays.map_lines(cfg, ["init.sigma_w", "model.depth"], df)({})
@@ -100,7 +103,7 @@ def test_panels_get_their_own_line_in_the_figure():
   axes = ["init.sigma_w", "optimizer.learning_rate", "model.activation"]
   df = _frame({"init.sigma_w": SIGMA_W, "optimizer.learning_rate": [1e-3, 1e-2],
                "model.activation": ["relu", "tanh"]})
-  fig = plots.regime_figure(df, axes, overlays.map_lines(_config(), axes, df))
+  fig = maps.regime_figure(df, axes, overlays.map_lines(_config(), axes, df))
   panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
   for title, x in (("model.activation=relu", np.sqrt(2.0)), ("model.activation=tanh", 1.0)):
     (line,) = panels[title].get_lines()
@@ -109,25 +112,25 @@ def test_panels_get_their_own_line_in_the_figure():
   assert "trained" in legend and sum("chi_1 = 1" in t for t in legend) == 2
   xlim = panels["model.activation=tanh"].get_xlim()
   plt.close(fig)
-  np.testing.assert_allclose(xlim, plots.cell_edges(SIGMA_W)[[0, -1]])  # limits kept
+  np.testing.assert_allclose(xlim, cell_edges(SIGMA_W)[[0, -1]])  # limits kept
 
 
 def test_draw_all_puts_the_line_on_both_maps(tmp_path, monkeypatch):
-  from gradlab import figures
   from gradlab.sweep import run_sweep
+  from gradlab.viz import draw_all
 
   cfg = tiny_config({"init.sigma_w": [0.5, 1.0, 2.0], "optimizer.learning_rate": [0.01, 0.1]},
                     optimizer=dict(name="sgd"))
   run_sweep(cfg, str(tmp_path), progress=False)
   drawn = {}
-  save = plots.save_figure
+  save = canvas.save_figure
 
   def spy(fig, path):
     drawn[path.rsplit("/", 1)[-1]] = [ln.get_xdata() for ax in fig.axes for ln in ax.get_lines()]
     return save(fig, path)
 
-  monkeypatch.setattr(plots, "save_figure", spy)
-  figures.draw_all(str(tmp_path))
+  monkeypatch.setattr(canvas, "save_figure", spy)
+  draw_all(str(tmp_path))
   for name in ("regime_map.png", "final_loss.png"):
     (x,) = drawn[name]
     np.testing.assert_allclose(x, [1.0, 1.0], rtol=1e-9)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from conftest import tiny_config
 
-from gradlab import compare, results
+from gradlab import results
+from gradlab.report import optimizers
 from gradlab.sweep import make_plan, run_sweep
 
 
@@ -69,7 +70,7 @@ def test_stable_lr_is_the_largest_stable_cell():
     for lr, regime in zip([1e-3, 1e-2, 1e-1, 1.0], regimes, strict=True):
       rows.append({"optimizer.name": opt, "optimizer.learning_rate": lr, "init.sigma_w": 1.0,
                    "regime": regime, "test_accuracy": 0.5})
-  table = compare.stable_lr(pd.DataFrame(rows), ["init.sigma_w", "optimizer.learning_rate",
-                                                 "optimizer.name"]).set_index("variant")
+  table = optimizers.stable_lr(pd.DataFrame(rows), ["init.sigma_w", "optimizer.learning_rate",
+                                                    "optimizer.name"]).set_index("variant")
   assert table.loc["sgd", "largest_stable_lr"] == 1e-2
   assert table.loc["adam", "largest_stable_lr"] == 1e-1

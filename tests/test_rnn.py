@@ -131,7 +131,7 @@ def test_recurrent_lane_equals_single_run():
                     data=dict(name="adding", seq_len=8, batch_size=8),
                     optimizer=dict(name="sgd"), train=dict(steps=6, log_every=3, eval_size=64))
   ds = load_dataset("adding", data_cfg=cfg.data)
-  run = build_run(cfg, ds.num_classes, ds.x_train.shape[1:], task=ds.task)
+  run = build_run(cfg, ds.num_classes, task=ds.task).run
   data = make_data_arrays(ds, cfg.train.eval_size)
   base = hparams_from_config(cfg)
   points = [dict(spectral_radius=0.5, learning_rate=0.1, seed=0),

@@ -210,7 +210,7 @@ def _lambda_max() -> float:
 
 def test_boundary_search_recovers_the_gradient_descent_edge(tmp_path):
   from gradlab.sweep.boundary import dense_runs_for_same_resolution, load_boundary
-  from gradlab.sweep.boundary_plot import draw_boundary
+  from gradlab.viz.boundary import draw_boundary
 
   lam = _lambda_max()
   lo, hi, rounds = 0.05, 20.0, 6

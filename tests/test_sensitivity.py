@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab.ln_depth import loglog_slope
-from gradlab.sensitivity import lr_sensitivity, report_section, sensitivity_table
+from gradlab.diagnostics.ln_depth import loglog_slope
+from gradlab.report.sensitivity import lr_sensitivity, report_section, sensitivity_table
 
 LR = "optimizer.learning_rate"
 QK = "model.qk_norm"

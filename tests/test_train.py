@@ -1,4 +1,5 @@
-"""run(): lane equivalence under vmap, NaN isolation, init scaling, optimizer steps."""
+"""run(): lane equivalence under vmap, NaN isolation, init scaling, optimizer steps; the
+module-level step (gradlab.step) called alone."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import optax
 import pytest
 from conftest import tiny_config
 
+from gradlab import step as step_lib
+from gradlab import train
+from gradlab.data import sample_batch
+from gradlab.losses import cross_entropy
 from gradlab.models import MODELS, scale_by, scale_params
 from gradlab.optim import build_optimizer
 from gradlab.train import build_run, hparams_from_config, make_data_arrays
@@ -23,7 +28,7 @@ def _lanes(cfg, teacher, overrides):
 
 
 def _vmapped(cfg, teacher):
-  run = build_run(cfg, teacher.num_classes, teacher.x_train.shape[1:])
+  run = build_run(cfg, teacher.num_classes).run
   data = make_data_arrays(teacher, cfg.train.eval_size)
   return run, jax.jit(jax.vmap(run, in_axes=(0, 0, None))), data
 
@@ -133,7 +138,7 @@ def test_momentum_two_steps_match_hand_computation():
 def test_hparams_are_traced_not_constants(teacher):
   """Two learning rates through one jitted run: one trace, different losses."""
   cfg = tiny_config(optimizer=dict(name="adam"))
-  run = build_run(cfg, teacher.num_classes, teacher.x_train.shape[1:])
+  run = build_run(cfg, teacher.num_classes).run
   traces = []
 
   def counted(hp, key, data):
@@ -148,3 +153,40 @@ def test_hparams_are_traced_not_constants(teacher):
         jax.random.PRNGKey(0), data)
   assert len(traces) == 1
   assert float(a.final_loss) != float(b.final_loss)
+
+
+def test_one_sgd_step_alone_is_params_minus_lr_times_the_hand_gradient(teacher):
+  """gradlab.step.train_step called alone on a linear model: the minibatch is the one
+  fold_in(split(key, 3)[1], step) samples, the new params are p - lr * grad of the
+  cross-entropy on it (jax.grad here), and the probed step takes the same step while
+  recording the loss and gradient norm before it."""
+  lr = 0.3
+  cfg = tiny_config(model=dict(name="linear"), optimizer=dict(name="sgd", learning_rate=lr))
+  static = step_lib.make_static(cfg, teacher.num_classes, None, teacher.task)
+  hp = {k: jnp.float32(v) for k, v in hparams_from_config(cfg).items()}
+  key = jax.random.PRNGKey(3)
+  lane = step_lib.make_lane(static, hp, key, make_data_arrays(teacher, cfg.train.eval_size))
+  carry, _ = train.start(static, lane)
+  step = jnp.int32(7)
+
+  xb, yb = step_lib.batch_at(static, lane, step)
+  want_x, want_y = sample_batch(jax.random.fold_in(jax.random.split(key, 3)[1], 7),
+                                lane.data.x_train, lane.data.y_train, cfg.data.batch_size)
+  np.testing.assert_array_equal(xb, want_x)
+  np.testing.assert_array_equal(yb, want_y)
+  loss_fn = lambda p: cross_entropy(static.spec.module.apply({"params": p}, xb), yb)
+  loss, grads = jax.value_and_grad(loss_fn)(carry.params)
+  want = jax.tree_util.tree_map(lambda p, g: p - lr * g, carry.params, grads)
+
+  plain, none = step_lib.train_step(static, lane, carry, step, probe=False)
+  probed, record = step_lib.train_step(static, lane, carry, step, probe=True)
+  assert none is None
+  for got in (plain.params, probed.params):
+    for name in ("kernel", "bias"):
+      np.testing.assert_allclose(got["readout"][name], want["readout"][name], rtol=1e-6,
+                                 atol=1e-7)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, plain.params, probed.params)
+  np.testing.assert_allclose(record["loss"], loss, rtol=1e-6)
+  np.testing.assert_allclose(record["grad_norm"], optax.global_norm(grads), rtol=1e-6)
+  assert bool(record["finite"])
+  np.testing.assert_allclose(plain.tracker.final_grad_norm, optax.global_norm(grads), rtol=1e-6)

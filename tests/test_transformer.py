@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gradlab.config import base_config
+from gradlab.defaults import base_config
 from gradlab.models import MODELS, scale_params
 from gradlab.models.attention import apply_rotary
 from gradlab.models.transformer import Transformer, transformer_scale_rule
@@ -164,7 +164,7 @@ def test_pre_ln_last_layer_gradient_shrinks_like_inverse_sqrt_depth():
   (-1/2 log((v_0 + 16c) / (v_0 + 2c)) / log 8; measured -0.39 at embed_scale 1), and
   branches correlated with the stream make it grow faster than L, steeper (the -0.57
   measured at embed_scale 0.3)."""
-  from gradlab.ln_depth import last_layer_grad_norms, loglog_slope
+  from gradlab.diagnostics.ln_depth import last_layer_grad_norms, loglog_slope
 
   depths = [2, 4, 8, 16]
   pre = last_layer_grad_norms(depths, "pre")
@@ -176,7 +176,7 @@ def test_pre_ln_last_layer_gradient_shrinks_like_inverse_sqrt_depth():
 def test_z_loss_is_weight_times_log_partition_squared():
   """PaLM's z-loss (Chowdhery et al. 2022, Sec. 5) on a hand example: logits (0, log 3)
   have Z = 1 + 3 = 4, so z_loss = log(4)^2; logits (0, 0, 0) have Z = 3."""
-  from gradlab.train import z_loss
+  from gradlab.losses import z_loss
 
   logits = jnp.array([[[0.0, math.log(3.0)]], [[math.log(2.0), math.log(2.0)]]])
   assert float(z_loss(logits)) == pytest.approx(math.log(4.0) ** 2, rel=1e-6)
@@ -213,7 +213,8 @@ def test_vmapped_lane_equals_single_run_and_objective_adds_z_loss():
   cfg.train.z_loss = 0.5  # switches the z-loss stage on; its weight is traced per lane
   ds = load_dataset("token_copy", data_cfg=cfg.data)
   data = make_data_arrays(ds, cfg.train.eval_size)
-  run = build_run(cfg, ds.num_classes, ds.x_train.shape[1:], task=ds.task)
+  built = build_run(cfg, ds.num_classes, task=ds.task)
+  run = built.run
   hp = _hparams(cfg)
   lanes = {k: jnp.full((2,), v) for k, v in hp.items()}
   lanes |= {"learning_rate": jnp.array([1e-3, 3e-2]), "z_loss": jnp.array([0.0, 0.5])}
@@ -229,7 +230,7 @@ def test_vmapped_lane_equals_single_run_and_objective_adds_z_loss():
     np.testing.assert_allclose(both.model_probes[name][1], value, rtol=2e-5, atol=1e-6)
   assert not np.allclose(both.loss[0], both.loss[1])
   # the objective: the same init params as build_run's (its init key is split(key)[0])
-  spec = run.model
+  spec = built.model
   init_key = jax.random.split(key, 3)[0]
   unit = spec.module.init(init_key, data.x_eval[:1])["params"]
   logits = spec.module.apply({"params": scale_params(unit, hp, spec.scale_rule)}, data.x_eval)

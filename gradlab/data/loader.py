@@ -19,9 +19,22 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import ml_collections as mlc
 import numpy as np
 
+from gradlab.config import register_keys
 from gradlab.registry import ConfigError, Registry
+
+# The config's data section, read by the loaders (`load_dataset`), the sampler and the
+# streamed runner.
+DATA_KEYS: dict[str, Any] = register_keys("data", dict(
+  name="mnist1d",   # a `DATASETS` name
+  data_dir="",      # '' = TFDS's default
+  batch_size=64,    # 0 = full batch
+  augment="none",   # none | crop_flip (on device, per sampled minibatch)
+  seq_len=20,       # sequence tasks: T (static)
+  stream=0,         # 0: whole train split on device; N: stream N examples per segment
+), family="data", positive=("seq_len",), non_negative=("stream", "batch_size"))
 
 MIN_STD = 1e-6
 _READ_CHUNK = 4096
@@ -100,7 +113,7 @@ def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0,
     seed: selects the draw of a synthetic task (teacher weights, blob centres, inputs).
       TFDS datasets ignore it: their splits are fixed.
     data_cfg: the config's ``data`` section (e.g. ``seq_len`` of sequence tasks); None
-      means the defaults of `gradlab.config.DATA_KEYS`.
+      means the defaults of `DATA_KEYS`.
 
   Returns:
     A `Dataset`; x standardized with train statistics (see `feature_stats`).
@@ -118,10 +131,6 @@ def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0,
   """
   loader = DATASETS.get(name)
   if data_cfg is None:
-    import ml_collections as mlc
-
-    from gradlab.config import DATA_KEYS
-
     data_cfg = mlc.ConfigDict(dict(DATA_KEYS, name=name))
   return loader(data_dir, seed, data_cfg)
 

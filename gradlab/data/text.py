@@ -10,13 +10,13 @@ are sampled from these windows on device. Chance is the entropy of the train spl
 character frequencies (the best constant, i.e. unigram, predictor), the loss's own
 default.
 
-Vocabularies: ``pydocs`` has the fixed 96 characters ``PYDOCS_CHARS`` (newline and
-printable ASCII); ``tiny_shakespeare`` the sorted characters of all its splits (65).
+Vocabularies (`gradlab.data.vocab`): ``pydocs`` has the fixed 96 characters
+``PYDOCS_CHARS`` (newline and printable ASCII); ``tiny_shakespeare`` the sorted
+characters of all its splits (65).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -31,32 +31,7 @@ from gradlab.data.loader import (
   make_dataset,
   read_splits,
 )
-
-PYDOCS_CHARS = "\n" + "".join(chr(c) for c in range(32, 127))
-
-
-class CharVocab:
-  """A fixed character vocabulary: id i is ``chars[i]``."""
-
-  def __init__(self, chars: Iterable[str]):
-    self.chars = "".join(chars)
-    if len(set(self.chars)) != len(self.chars):
-      raise ValueError("a vocabulary's characters must be distinct")
-    self._ids = {c: i for i, c in enumerate(self.chars)}
-
-  def __len__(self) -> int:
-    return len(self.chars)
-
-  def encode(self, text: str) -> np.ndarray:
-    """int32 ids of `text`'s characters; a character outside the vocabulary is a
-    ValueError naming it."""
-    try:
-      return np.fromiter((self._ids[c] for c in text), dtype=np.int32, count=len(text))
-    except KeyError as e:
-      raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
-
-  def decode(self, ids: Iterable[int]) -> str:
-    return "".join(self.chars[int(i)] for i in ids)
+from gradlab.data.vocab import PYDOCS_CHARS, CharVocab
 
 
 def lm_windows(tokens: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import Any
 import tensorflow_datasets as tfds
 
 from gradlab.data.builders import _OfflineBuilder
-from gradlab.data.text import PYDOCS_CHARS
+from gradlab.data.vocab import PYDOCS_CHARS
 
 TRAIN_FRACTION = 0.9
 

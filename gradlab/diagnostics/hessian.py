@@ -10,6 +10,9 @@ can run inside `lax.scan` (e.g. every k-th training step) and under `vmap` over 
 - `preconditioned_sharpness`: lambda_max(P^{-1/2} H P^{-1/2}) = lambda_max(P^{-1} H) for
   Adam's diagonal preconditioner P (Cohen et al. 2022, "Adaptive gradient methods at the
   edge of stability"); `adam_preconditioner` builds P from Adam's state.
+- `top_eigenvalue`: the most positive eigenvalue (a shifted second pass when power
+  iteration lands on a negative one); `sharpness`: what the training scan records every
+  `diagnostics.every` steps, that and the preconditioned value for Adam-family chains.
 - `update_ratio_by_layer`: ||update_l|| / ||params_l|| per layer.
 - `lanczos`, `ritz`, `hessian_slq`, `spectral_density`: the Hessian eigenvalue density by
   stochastic Lanczos quadrature (Ghorbani, Krishnan and Xiao 2019, "An investigation into
@@ -114,6 +117,48 @@ def preconditioned_sharpness(loss_fn: LossFn, params: Params, preconditioner: Pa
   mul = lambda a, b: jax.tree_util.tree_map(jnp.multiply, a, b)
   matvec = lambda v: mul(inv_sqrt, hvp(loss_fn, params, mul(inv_sqrt, v)))
   return power_iteration(matvec, params, key, num_iters)
+
+
+def has_adam_state(opt_state: Any) -> bool:
+  """Whether `opt_state` holds an ``optax.ScaleByAdamState`` (an Adam-family chain)."""
+  try:
+    find_adam_state(opt_state)
+  except ValueError:
+    return False
+  return True
+
+
+def top_eigenvalue(matvec: MatVec, like: Params, key: jax.Array, num_iters: int) -> jax.Array:
+  """The largest (most positive) eigenvalue by power iteration. Power iteration finds
+  the largest in MAGNITUDE, lam1; when lam1 < 0 a second pass on (H - lam1 I), whose
+  largest-magnitude eigenvalue is lambda_max - lam1 >= 0, recovers lambda_max."""
+  lam1, _ = power_iteration(matvec, like, key, num_iters)
+  shifted = lambda v: jax.tree_util.tree_map(lambda a, b: a - lam1 * b, matvec(v), v)
+  lam2, _ = power_iteration(shifted, like, jax.random.fold_in(key, 1), num_iters)
+  return jnp.where(lam1 >= 0, lam1, lam2 + lam1)
+
+
+def sharpness(loss_fn: LossFn, params: Params, opt_state: Any, key: jax.Array,
+              num_iters: int, eps: jax.Array, b2: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(lambda_max(H), lambda_max(P^-1/2 H P^-1/2)) of `loss_fn` at `params` by
+  `top_eigenvalue`: the sharpness (Cohen et al. 2021) and, for an Adam-family chain
+  (`opt_state` holds a ScaleByAdamState; NaN otherwise), the preconditioned sharpness
+  of Cohen et al. 2022 with Adam's P = sqrt(nu_hat) + eps (`eps`, `b2`: the chain's).
+  Before Adam's first step nu = 0: P is the preconditioner that step will use,
+  nu_hat = g^2 (P = |g| + eps), so the init-time value is defined."""
+  lam = top_eigenvalue(lambda v: hvp(loss_fn, params, v), params, key, num_iters)
+  if not has_adam_state(opt_state):
+    return lam, jnp.array(jnp.nan, jnp.float32)
+  adam = find_adam_state(opt_state)
+  g = jax.grad(loss_fn)(params)
+  pre = jax.tree_util.tree_map(
+    lambda p_, g_: jnp.where(adam.count == 0, jnp.abs(g_) + eps, p_),
+    adam_preconditioner(adam.nu, adam.count, b2, eps), g)
+  inv_sqrt = jax.tree_util.tree_map(jax.lax.rsqrt, pre)
+  mul = lambda a, c: jax.tree_util.tree_map(jnp.multiply, a, c)
+  lam_p = top_eigenvalue(lambda v: mul(inv_sqrt, hvp(loss_fn, params, mul(inv_sqrt, v))),
+                         params, key, num_iters)
+  return lam, lam_p
 
 
 def update_ratio_by_layer(updates: Params, params: Params, layer_names: Sequence[str]

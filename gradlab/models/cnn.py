@@ -36,10 +36,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError, Registry
+
+# The convolutional families' own model keys (cnn, cnn_localizer, resnet).
+CNN_KEYS: dict[str, Any] = register_keys("model", dict(
+  kernel_size=3, residual_init="none",  # none | skipinit | zero_gamma (resnet)
+  downsample=2,  # cnn / cnn_localizer: how many convs have stride 2
+), family="cnn")
 
 # GroupNorm's group count: gcd(GROUPS, channels) (Wu & He 2018 use 32 groups; gradlab's
 # lab-scale widths are 8..64 channels).

@@ -28,7 +28,17 @@ import jax
 import jax.numpy as jnp
 from flax.core import unfreeze
 
+from gradlab.config import register_keys
 from gradlab.registry import Registry
+
+# The init section's own keys: the unit-scale family (`INIT_FAMILIES`) and the traced
+# scales every model reads. ``sigma_w`` is the weight SCALE (a standard deviation
+# multiplier: W = sigma_w * W_unit / sqrt(fan_in) for LeCun), not the variance sigma_w^2
+# of the mean-field papers. Families that read more of the section (the recurrent
+# family, per-part Transformer scales) declare those keys themselves.
+INIT_KEYS: dict[str, Any] = register_keys(
+  "init", dict(family="lecun", sigma_w=1.0, sigma_b=0.0), family="init",
+  traced=("sigma_w", "sigma_b"), non_negative=("sigma_w", "sigma_b"))
 
 Initializer = Callable[..., jax.Array]
 INIT_FAMILIES: Registry[Initializer] = Registry("init family")
@@ -67,12 +77,6 @@ def scale_params(params: Any, hp: Mapping[str, jax.Array],
 def scale_by(sigma_w: Any, sigma_b: Any) -> dict[str, Any]:
   """The `hp` argument of `scale_params` for the default rule."""
   return {"sigma_w": sigma_w, "sigma_b": sigma_b}
-
-
-def kernel_std(fan_in: int, sigma_w: float, family: str = "lecun", fan_out: int = 1) -> float:
-  """The std a family's kernel entries have at scale sigma_w (used by tests and docs)."""
-  var = {"lecun": 1.0 / fan_in, "he": 2.0 / fan_in, "glorot": 2.0 / (fan_in + fan_out)}
-  return float(sigma_w * jnp.sqrt(var[family]))
 
 
 def delta_orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32

@@ -8,9 +8,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
+
+# mlp's own model key (depth, width, activation, use_bias: gradlab.models.registry).
+MLP_KEYS: dict[str, Any] = register_keys("model", dict(layer_norm=False), family="mlp")
 
 
 class MLP(nn.Module):

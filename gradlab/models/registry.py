@@ -12,7 +12,15 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 
+from gradlab.config import register_keys
 from gradlab.registry import Registry
+
+# The model section's keys every family reads; each family module declares its own.
+MODEL_KEYS: dict[str, Any] = register_keys(
+  "model", dict(
+    name="mlp", depth=10, width=64, activation="tanh", use_bias=True,
+    norm="none",  # none | batch | layer | group | rms (families that support it)
+  ), family="models", positive=("depth", "width"))
 
 # path of a parameter (its dict keys) -> the short names of the traced scales that
 # multiply it (() or None: unscaled).

@@ -51,12 +51,22 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError, Registry
 
 Array = jax.Array
+
+# The recurrent families' own keys: the readout, and the init section's recurrent
+# family, forget-gate bias and the traced spectral radius of the recurrent kernels.
+RNN_KEYS: dict[str, Any] = register_keys("model", dict(
+  readout="last",  # last | every
+), family="rnn")
+RNN_INIT_KEYS: dict[str, Any] = register_keys(
+  "init", dict(spectral_radius=1.0, recurrent_family="orthogonal", forget_bias=0.0),
+  family="rnn", traced=("spectral_radius",), non_negative=("spectral_radius",))
 
 # --- recurrent kernels at unit spectral radius ------------------------------------------
 

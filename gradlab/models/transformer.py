@@ -64,11 +64,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.attention import NORMS, Initializer, SelfAttention
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError, Registry
+
+# The Transformers' own keys: the model options, and the traced init multipliers on top
+# of sigma_w (the scale rule says which parameters each multiplies).
+TRANSFORMER_KEYS: dict[str, Any] = register_keys("model", dict(
+  heads=4, mlp_ratio=4, ln_position="pre", qk_norm=False, tied_embeddings=True,
+  positions="learned", scale_residual=False,
+  vocab_size=0,  # transformer input vocabulary; 0 = the dataset's number of classes
+), family="transformer")
+_SCALES = ("embed_scale", "attn_scale", "mlp_scale", "output_scale")
+TRANSFORMER_INIT_KEYS: dict[str, Any] = register_keys(
+  "init", dict.fromkeys(_SCALES, 1.0), family="transformer", traced=_SCALES,
+  non_negative=_SCALES)
 
 LN_POSITIONS = ("pre", "post", "none")
 POSITIONS = ("learned", "rotary")

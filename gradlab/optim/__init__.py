@@ -6,18 +6,16 @@ and schedule (`SCHEDULES`).
 
 from gradlab.optim import adam_family, classic, contrib, gadam  # noqa: F401  (registers)
 from gradlab.optim.chain import (
-  REMEDIES,
+  HPARAM_DEFAULTS,
   build_optimizer,
   chain_hparam_keys,
   eval_params,
+  evaluated_with,
+  paper_hparams,
   skip_count,
 )
-from gradlab.optim.registry import (
-  HPARAM_DEFAULTS,
-  OPTIMIZER_INFO,
-  OPTIMIZERS,
-  paper_hparams,
-)
+from gradlab.optim.registry import OPTIMIZER_INFO, OPTIMIZERS
+from gradlab.optim.remedies import REMEDIES
 from gradlab.optim.schedules import SCHEDULES
 
 __all__ = [
@@ -29,6 +27,7 @@ __all__ = [
   "build_optimizer",
   "chain_hparam_keys",
   "eval_params",
+  "evaluated_with",
   "paper_hparams",
   "skip_count",
 ]

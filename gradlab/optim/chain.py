@@ -10,16 +10,10 @@ The assembled transformation is, from the inside out::
     chain(*pre_stages, base_optimizer(hp with lr <- schedule), *post_stages)
     wrapped by each guard in the order listed, then by skip_nonfinite (outermost)
 
-Remedies (`REMEDIES`; name: kind, hp keys read):
-
-- ``global_norm``: pre, ``clip`` -- global-norm clipping (Pascanu et al. 2013)
-- ``value``: pre, ``clip_value`` -- per-entry value clipping
-- ``agc``: pre, ``agc_clip`` -- unit-wise adaptive clipping (Brock et al. 2021), eps 1e-3
-- ``layer_norm``: pre, ``layer_clip`` -- each top-level layer clipped to its own norm
-- ``weight_decay``: post, ``weight_decay`` (and the scheduled lr) -- decoupled decay;
-  for optimizers without their own (sgd, momentum, adam, ...): adamw & co. would decay twice
-- ``loss_spike``: guard, ``spike_factor``, ``spike_decay`` -- needs ``value=loss``
-- ``skip_nonfinite``: guard (always outermost), no key
+The remedies (`gradlab.optim.remedies.REMEDIES`) are listed with their stages. Every
+number any chain reads has its documented default in `HPARAM_DEFAULTS`: the base
+optimizers', the remedies' and the schedules' own tables, each declared beside its
+builders.
 
 The step calls ``tx.update(grads, opt_state, params, value=loss)``; ``value`` is
 ignored by every stage but ``loss_spike``, so passing it always is safe.
@@ -33,41 +27,24 @@ from typing import Any, NamedTuple
 import optax
 from optax import contrib
 
-from gradlab.optim import guards, remedies
+from gradlab.optim import guards
 from gradlab.optim.gadam import IterateAverageState, averaged_params
-from gradlab.optim.registry import OPTIMIZER_INFO, OPTIMIZERS, Hparams
-from gradlab.optim.schedules import SCHEDULES
-from gradlab.registry import ConfigError, Registry
+from gradlab.optim.registry import OPTIMIZER_HPARAMS, OPTIMIZER_INFO, OPTIMIZERS, Hparams
+from gradlab.optim.remedies import REMEDIES, REMEDY_HPARAMS
+from gradlab.optim.schedules import SCHEDULE_HPARAMS, SCHEDULES
+from gradlab.registry import ConfigError
 
 Builder = Callable[[Hparams], optax.GradientTransformationExtraArgs]
 
 
-class Remedy(NamedTuple):
-  """kind: 'pre' (before the base optimizer), 'post' (after it) or 'guard' (wraps the
-  chain). reads: hp keys. build: hp -> stage ('pre'/'post'), (hp, inner) -> guard."""
-
-  kind: str
-  reads: tuple[str, ...]
-  build: Callable[..., optax.GradientTransformation]
+# Every traced number a chain reads, with its documented default (the config's own
+# defaults differ for ``clip``, 0 = off, and ``decay_steps``, 0 = train.steps).
+HPARAM_DEFAULTS: dict[str, float] = {**OPTIMIZER_HPARAMS, **REMEDY_HPARAMS, **SCHEDULE_HPARAMS}
 
 
-REMEDIES: Registry[Remedy] = Registry("remedy")
-REMEDIES.register("global_norm")(
-  Remedy("pre", ("clip",), lambda hp: remedies.clip_by_global_norm(hp["clip"])))
-REMEDIES.register("value")(
-  Remedy("pre", ("clip_value",), lambda hp: remedies.clip_by_value(hp["clip_value"])))
-REMEDIES.register("agc")(
-  Remedy("pre", ("agc_clip",), lambda hp: remedies.adaptive_clip(hp["agc_clip"])))
-REMEDIES.register("layer_norm")(
-  Remedy("pre", ("layer_clip",), lambda hp: remedies.clip_by_layer_norm(hp["layer_clip"])))
-REMEDIES.register("weight_decay")(
-  Remedy("post", ("weight_decay",), lambda hp: remedies.decoupled_weight_decay(
-    hp["learning_rate"], hp["weight_decay"])))
-REMEDIES.register("loss_spike")(
-  Remedy("guard", ("spike_factor", "spike_decay"), lambda hp, inner: guards.loss_spike(
-    inner, hp["spike_factor"], hp["spike_decay"])))
-REMEDIES.register("skip_nonfinite")(
-  Remedy("guard", (), lambda hp, inner: guards.skip_nonfinite(inner)))
+def paper_hparams(name: str) -> dict[str, float]:
+  """`HPARAM_DEFAULTS` with optimizer `name`'s paper defaults laid over it."""
+  return {**HPARAM_DEFAULTS, **OPTIMIZER_INFO.get(name).defaults}
 
 
 def _remedy_names(remedy_names: Sequence[str], clip_enabled: bool,
@@ -142,10 +119,18 @@ def _gadam_eval(opt_state: optax.OptState, params: Any) -> Any:
   return averaged_params(next(guards.find_states(opt_state, IterateAverageState)), params)
 
 
-_EVAL_RULES: dict[str, Callable[[optax.OptState, Any], Any]] = {
-  "schedule_free_adamw": _schedule_free_eval,
-  "schedule_free_sgd": _schedule_free_eval,
-  "gadam": _gadam_eval,
+class EvalRule(NamedTuple):
+  """Which parameters an optimizer is evaluated with: a name for the result column
+  `eval_params` and the function (opt_state, params) -> those parameters."""
+
+  name: str
+  params: Callable[[optax.OptState, Any], Any]
+
+
+_EVAL_RULES: dict[str, EvalRule] = {
+  "schedule_free_adamw": EvalRule("schedule_free", _schedule_free_eval),
+  "schedule_free_sgd": EvalRule("schedule_free", _schedule_free_eval),
+  "gadam": EvalRule("iterate_average", _gadam_eval),
 }
 
 
@@ -156,7 +141,14 @@ def eval_params(name: str, opt_state: optax.OptState, params: Any) -> Any:
   the averaging starts), and `params` itself for every other optimizer."""
   OPTIMIZERS.get(name)
   rule = _EVAL_RULES.get(name)
-  return params if rule is None else rule(opt_state, params)
+  return params if rule is None else rule.params(opt_state, params)
+
+
+def evaluated_with(name: str) -> str:
+  """The name of the parameters `eval_params` returns for optimizer `name`: the rule's
+  name (``schedule_free``, ``iterate_average``), else ``last`` (the final iterate)."""
+  rule = _EVAL_RULES.get(name)
+  return "last" if rule is None else rule.name
 
 
 skip_count = guards.skip_count

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab.probes import all_finite
+
 
 class SkipNonFiniteState(NamedTuple):
   """inner_state: the wrapped transformation's state. skips: steps skipped (int32)."""
@@ -43,12 +45,6 @@ def _select(keep_new: jax.Array, new: Any, old: Any) -> Any:
 
 def _zeros_unless(keep: jax.Array, updates: Any) -> Any:
   return jax.tree.map(lambda u: jnp.where(keep, u, jnp.zeros_like(u)), updates)
-
-
-def all_finite(tree: Any) -> jax.Array:
-  """True when every entry of every leaf of `tree` is finite (a scalar bool)."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
 def skip_nonfinite(inner: optax.GradientTransformation

@@ -6,11 +6,15 @@ numbers of the config) to an optax transformation built through
 optimizer state as data, not as compile-time constants: one compile serves every value.
 
 Every optimizer reads its numbers under the SAME shared keys, listed with their documented
-defaults in `HPARAM_DEFAULTS` (e.g. lion's two betas are ``b1``/``b2``, adadelta's rho is
-``decay``, signum's and muon's momentum is ``momentum``). `OPTIMIZER_INFO` says, per
-name, which keys the builder reads, the paper, and the paper's defaults where they differ
-from the shared ones (`paper_hparams` merges them). ``hp['learning_rate']`` may also be a
-schedule ``step -> lr`` (see `gradlab.optim.schedules`); every builder passes it through.
+defaults in `OPTIMIZER_HPARAMS` (e.g. lion's two betas are ``b1``/``b2``, adadelta's rho
+is ``decay``, signum's and muon's momentum is ``momentum``). They are declared here, with
+the optimizer name, as the config's traced ``optimizer.*`` numbers of this set; remedies
+and schedules declare theirs (`gradlab.optim.remedies`, `gradlab.optim.schedules`), and
+`gradlab.optim.HPARAM_DEFAULTS` holds all of them. `OPTIMIZER_INFO` says, per name, which
+keys the builder reads, the paper, and the paper's defaults where they differ from the
+shared ones (`gradlab.optim.paper_hparams` merges them). ``hp['learning_rate']`` may also
+be a schedule ``step -> lr`` (see `gradlab.optim.schedules`); every builder passes it
+through.
 
 Non-numeric options (nesterov, factoring, ...) are fixed per registered name. The entries
 live in `gradlab.optim.classic`, `gradlab.optim.adam_family`, `gradlab.optim.contrib` and
@@ -30,14 +34,14 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
+from gradlab.config import register_keys
 from gradlab.registry import ConfigError, Registry
 
 Hparams = Mapping[str, Any]  # traced scalars; 'learning_rate' may be a schedule
 OptimizerBuilder = Callable[[Hparams], optax.GradientTransformation]
 
-# Every traced optimizer key gradlab knows, with its documented default.
-HPARAM_DEFAULTS: dict[str, float] = {
-  # base optimizers
+# Every traced key the base optimizers read, with its documented default.
+OPTIMIZER_HPARAMS: dict[str, float] = {
   "learning_rate": 1e-3,   # peak learning rate (the schedule's peak)
   "momentum": 0.9,         # heavy-ball / Nesterov / signum / LARS / muon momentum
   "b1": 0.9,               # first-moment EMA rate (Adam family, lion's interpolation)
@@ -50,17 +54,12 @@ HPARAM_DEFAULTS: dict[str, float] = {
   "decay_rate": 0.8,       # adafactor: beta2_t = 1 - t^(-decay_rate)
   "average_start": 0.0,    # gadam: first step whose iterate enters the average
   "average_every": 1.0,    # gadam: average every k-th iterate (k >= 1)
-  # remedy stages (gradlab.optim.chain.REMEDIES)
-  "clip": 1.0,             # global-norm threshold
-  "clip_value": 1.0,       # per-entry value threshold
-  "agc_clip": 0.01,        # adaptive gradient clipping lambda
-  "layer_clip": 1.0,       # per-layer norm threshold
-  "spike_factor": 2.0,     # loss-spike skip: loss > factor * running mean
-  "spike_decay": 0.99,     # loss-spike skip: EMA rate of the running mean
-  # schedules (gradlab.optim.schedules.SCHEDULES)
-  "warmup_steps": 0.0,     # linear warmup length in steps
-  "decay_steps": 1000.0,   # cosine: total steps (warmup included) to reach 0
 }
+register_keys(
+  "optimizer", {"name": "adam", **OPTIMIZER_HPARAMS}, family="optimizer",
+  traced=tuple(OPTIMIZER_HPARAMS), positive=("learning_rate", "decay_rate", "average_every"),
+  non_negative=("eps", "weight_decay", "alpha", "average_start"),
+  unit_interval=("momentum", "b1", "b2", "b3", "decay"))
 
 
 class OptimizerInfo(NamedTuple):
@@ -80,9 +79,9 @@ def register(name: str, reads: Iterable[str], paper: str, **defaults: float
              ) -> Callable[[OptimizerBuilder], OptimizerBuilder]:
   """Registers `builder` under `name`; it is handed only the keys in `reads`."""
   reads = tuple(reads)
-  unknown = [k for k in (*reads, *defaults) if k not in HPARAM_DEFAULTS]
+  unknown = [k for k in (*reads, *defaults) if k not in OPTIMIZER_HPARAMS]
   if unknown:
-    raise ValueError(f"optimizer '{name}' uses keys not in HPARAM_DEFAULTS: {unknown}")
+    raise ValueError(f"optimizer '{name}' uses keys not in OPTIMIZER_HPARAMS: {unknown}")
 
   def wrap(builder: OptimizerBuilder) -> OptimizerBuilder:
     def build(hp: Hparams) -> optax.GradientTransformation:
@@ -98,11 +97,6 @@ def register(name: str, reads: Iterable[str], paper: str, **defaults: float
     return build
 
   return wrap
-
-
-def paper_hparams(name: str) -> dict[str, float]:
-  """`HPARAM_DEFAULTS` with optimizer `name`'s paper defaults laid over it."""
-  return {**HPARAM_DEFAULTS, **OPTIMIZER_INFO.get(name).defaults}
 
 
 def inject(factory: Callable[..., optax.GradientTransformation], static_args: tuple = (),

@@ -1,21 +1,56 @@
-"""Gradient remedies as chain stages: clipping family and decoupled weight decay.
+"""Gradient remedies as chain stages: clipping family and decoupled weight decay, and
+the registry of remedies by name (`REMEDIES`) with their config keys.
 
 Each stage is a pure optax (init, update) pair whose threshold may be a traced scalar
 (it is closed over, so the stage must be built inside the traced function, which
 `gradlab.optim.build_optimizer` does). The clipping stages hold no state (EmptyState)
 and go BEFORE the base optimizer; `decoupled_weight_decay` goes AFTER it.
+
+Remedies (`REMEDIES`; name: kind, hp keys read):
+
+- ``global_norm``: pre, ``clip`` -- global-norm clipping (Pascanu et al. 2013)
+- ``value``: pre, ``clip_value`` -- per-entry value clipping
+- ``agc``: pre, ``agc_clip`` -- unit-wise adaptive clipping (Brock et al. 2021), eps 1e-3
+- ``layer_norm``: pre, ``layer_clip`` -- each top-level layer clipped to its own norm
+- ``weight_decay``: post, ``weight_decay`` (and the scheduled lr) -- decoupled decay;
+  for optimizers without their own (sgd, momentum, adam, ...): adamw & co. would decay twice
+- ``loss_spike``: guard, ``spike_factor``, ``spike_decay`` -- needs ``value=loss``
+- ``skip_nonfinite``: guard (always outermost), no key
+
+The config names them in ``optimizer.remedies`` ('+'-separated, e.g.
+'agc+skip_nonfinite'; '' or 'none' for none); their thresholds are the traced numbers
+of `REMEDY_HPARAMS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab.config import register_keys
+from gradlab.optim import guards
 from gradlab.optim.registry import inject
+from gradlab.registry import Registry
+
+# Every traced key the remedy stages read, with its documented default.
+REMEDY_HPARAMS: dict[str, float] = {
+  "clip": 1.0,             # global-norm threshold
+  "clip_value": 1.0,       # per-entry value threshold
+  "agc_clip": 0.01,        # adaptive gradient clipping lambda
+  "layer_clip": 1.0,       # per-layer norm threshold
+  "spike_factor": 2.0,     # loss-spike skip: loss > factor * running mean
+  "spike_decay": 0.99,     # loss-spike skip: EMA rate of the running mean
+}
+# In the config ``clip`` is 0: a positive value switches the global-norm stage on.
+register_keys(
+  "optimizer", {"remedies": "", **REMEDY_HPARAMS, "clip": 0.0}, family="remedies",
+  traced=tuple(REMEDY_HPARAMS), switches=("clip",),
+  positive=("clip_value", "agc_clip", "layer_clip", "spike_factor"), non_negative=("clip",),
+  unit_interval=("spike_decay",))
 
 
 def _scale_to_norm(tree: Any, norm: jax.Array, max_norm: Any) -> Any:
@@ -115,3 +150,31 @@ def decoupled_weight_decay(learning_rate: Any, weight_decay: Any
   Built with ``optax.add_decayed_weights`` under ``inject_hyperparams``; state: the
   injected hyperparameters (and the schedule's step count)."""
   return inject(_decayed_weights, learning_rate=learning_rate, weight_decay=weight_decay)
+
+
+class Remedy(NamedTuple):
+  """kind: 'pre' (before the base optimizer), 'post' (after it) or 'guard' (wraps the
+  chain). reads: hp keys. build: hp -> stage ('pre'/'post'), (hp, inner) -> guard."""
+
+  kind: str
+  reads: tuple[str, ...]
+  build: Callable[..., optax.GradientTransformation]
+
+
+REMEDIES: Registry[Remedy] = Registry("remedy")
+REMEDIES.register("global_norm")(
+  Remedy("pre", ("clip",), lambda hp: clip_by_global_norm(hp["clip"])))
+REMEDIES.register("value")(
+  Remedy("pre", ("clip_value",), lambda hp: clip_by_value(hp["clip_value"])))
+REMEDIES.register("agc")(
+  Remedy("pre", ("agc_clip",), lambda hp: adaptive_clip(hp["agc_clip"])))
+REMEDIES.register("layer_norm")(
+  Remedy("pre", ("layer_clip",), lambda hp: clip_by_layer_norm(hp["layer_clip"])))
+REMEDIES.register("weight_decay")(
+  Remedy("post", ("weight_decay",), lambda hp: decoupled_weight_decay(
+    hp["learning_rate"], hp["weight_decay"])))
+REMEDIES.register("loss_spike")(
+  Remedy("guard", ("spike_factor", "spike_decay"), lambda hp, inner: guards.loss_spike(
+    inner, hp["spike_factor"], hp["spike_decay"])))
+REMEDIES.register("skip_nonfinite")(
+  Remedy("guard", (), lambda hp, inner: guards.skip_nonfinite(inner)))

@@ -28,10 +28,23 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gradlab.config import register_keys
 from gradlab.optim.registry import Hparams
 from gradlab.registry import Registry
 
 Schedule = Callable[[jax.Array], jax.Array]
+
+# Every traced key the schedules read, with its documented default.
+SCHEDULE_HPARAMS: dict[str, float] = {
+  "warmup_steps": 0.0,     # linear warmup length in steps
+  "decay_steps": 1000.0,   # cosine: total steps (warmup included) to reach 0
+}
+# The config's ``optimizer.schedule`` names one of `SCHEDULES`; its ``decay_steps`` is 0,
+# which means ``train.steps`` (`gradlab.config.traced_values` resolves it).
+register_keys(
+  "optimizer", {"schedule": "constant", **SCHEDULE_HPARAMS, "decay_steps": 0.0},
+  family="schedules", traced=tuple(SCHEDULE_HPARAMS),
+  non_negative=("warmup_steps", "decay_steps"))
 
 
 def _warmup_fraction(step: jax.Array, warmup_steps: Any) -> jax.Array:

@@ -39,8 +39,10 @@ import pandas as pd
 
 from gradlab import config as config_lib
 from gradlab import regimes, results
+from gradlab.registry import ConfigError
 from gradlab.sweep import grid
 from gradlab.sweep import mesh as mesh_lib
+from gradlab.sweep.executor import Executor, SweepStats, progress_bar, start
 
 log = logging.getLogger("gradlab")
 
@@ -113,7 +115,7 @@ def outer_plan(cfg: mlc.ConfigDict) -> grid.Plan:
   outer.sweep.axes = config_lib.make_axes(
     {k: v for k, v in cfg.sweep.axes.items() if k != axis})
   outer.sweep.mode = "grid"
-  return grid.make_plan(outer)
+  return grid.make_plan(outer, validate=False)  # the caller's plan of cfg validated it
 
 
 def _round_group(group: grid.Group, call: int, n_outer: int, axis: str,
@@ -137,15 +139,15 @@ def _round_group(group: grid.Group, call: int, n_outer: int, axis: str,
   return sub
 
 
-def run_boundary(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
+def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool = True,
                  on_compile: Callable[[int, float], None] | None = None,
-                 resume: str = "auto") -> Any:
-  """The boundary search of `cfg` into `workdir` (see the module docstring); returns the
-  engine's `SweepStats` with `.boundary` set. Every process calls it alike."""
-  from gradlab.sweep import engine
-
+                 resume: str = "auto") -> SweepStats:
+  """The boundary search of `cfg` into `workdir` (see the module docstring); returns
+  `SweepStats` with `.boundary` set. `plan` is `grid.make_plan(cfg)`, whose validation
+  covered the config and both ends of the bracket; the runs follow the plan of the other
+  axes (`outer_plan`). Every process calls it alike."""
+  del plan  # made (and validated) by the caller; the runs are those of the outer plan
   t_start = time.perf_counter()
-  grid.make_plan(cfg)  # validates the config and both ends of the bracket
   axis = cfg.sweep.boundary_axis
   rounds = int(cfg.sweep.boundary_rounds)
   ends = [float(v) for v in cfg.sweep.axes[axis]]
@@ -157,18 +159,18 @@ def run_boundary(cfg: mlc.ConfigDict, workdir: str, progress: bool = True,
   axes = list(cfg.sweep.axes)
   meta = {"axes": axes, "n_points": n_total, "mode": "boundary",
           "outer_axes": list(outer.axes), "boundary_axis": axis}
-  mesh, _, done, n_corrupt = engine.start(cfg, workdir, resume, outer, meta)
+  mesh, _, done, n_corrupt = start(cfg, workdir, resume, outer, meta)
   codes = np.full(n_total, -1, np.int8)  # -1 unknown, 0 unstable, 1 stable
   ids = done["run_id"].to_numpy(dtype=np.int64)
   keep = (ids >= 0) & (ids < n_total)
   codes[ids[keep]] = np.isin(done["regime"].to_numpy()[keep], STABLE)
   codes = mesh_lib.gather_max(codes)
   n_done = int((codes >= 0).sum())
-  stats = engine.SweepStats(n_total, len(outer.groups), 0, n_done, 0.0, 0.0, 0.0,
+  stats = SweepStats(n_total, len(outer.groups), 0, n_done, 0.0, 0.0, 0.0,
                             n_corrupt_files=n_corrupt, n_devices=mesh.size,
                             n_processes=jax.process_count())
-  bar = engine.progress_bar(n_total, n_done, progress)
-  executor = engine.Executor(cfg, workdir, mesh, stats, axes, bar, on_compile)
+  bar = progress_bar(n_total, n_done, progress)
+  executor = Executor(cfg, workdir, mesh, stats, axes, bar, on_compile)
   todo_per_group = [sum(int((codes[c * n_outer + np.asarray(g.run_ids)] < 0).sum())
                         for c in range(2 + rounds)) for g in outer.groups]
   log.info("boundary search along %s in [%g, %g] (%s scale), %d rounds, for %d points of "
@@ -232,8 +234,6 @@ def write_boundary(workdir: str, outer: grid.Plan, found: Boundary, axis: str, l
 
 def load_boundary(workdir: str) -> pd.DataFrame:
   """boundary.csv of a boundary-search workdir."""
-  from gradlab.registry import ConfigError
-
   path = os.path.join(workdir, BOUNDARY_CSV)
   if not os.path.exists(path):
     raise ConfigError(f"'{workdir}' holds no {BOUNDARY_CSV}: not a finished boundary search")

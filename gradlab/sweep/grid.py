@@ -1,7 +1,10 @@
 """Grid expansion: axes -> points -> validated groups of equal static structure -> chunks.
 
 Everything here is plain Python and runs before any compile, so bad input fails early
-with one clear `ConfigError`.
+with one clear `ConfigError`. `make_plan` is the ONE validation pass of a sweep: the
+keys, the sweep section, every point's values and names, and each group's structure
+(its model built, its loss bound). Everything downstream (the executor, `build_run`,
+the builders) trusts a plan.
 """
 
 from __future__ import annotations
@@ -15,13 +18,12 @@ import ml_collections as mlc
 import numpy as np
 
 from gradlab import config as config_lib
-from gradlab.config import STAGE_SWITCHES, TRACED_KEYS
 from gradlab.data import AUGMENTATIONS, DATASETS
+from gradlab.defaults import KNOWN_KEYS, SCHEMA, STAGE_SWITCHES, TRACED_KEYS
 from gradlab.losses import BOX_LOSSES, LOSSES
 from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS, build_model
 from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer
 from gradlab.registry import ConfigError
-from gradlab.train import HPARAM_NAMES
 
 # Static keys that name a registry entry, checked for every group.
 _NAMED = (("model.name", MODELS.get), ("model.activation", ACTIVATIONS.get),
@@ -99,10 +101,15 @@ def _static_signature(flat: dict[str, Any]) -> tuple:
   return tuple(sorted(items))
 
 
-def make_plan(cfg: mlc.ConfigDict) -> Plan:
-  """Validates `cfg` and its whole grid, then groups points by static structure."""
-  config_lib.check_keys(cfg)
-  check_sweep_keys(cfg)
+def make_plan(cfg: mlc.ConfigDict, validate: bool = True) -> Plan:
+  """Validates `cfg` and its whole grid, then groups points by static structure.
+
+  ``validate=False`` only groups: for a config whose points a validated plan already
+  covers (e.g. the boundary search's other axes, `gradlab.sweep.boundary.outer_plan`).
+  """
+  if validate:
+    config_lib.check_keys(cfg, KNOWN_KEYS)
+    check_sweep_keys(cfg)
   axes = list(cfg.sweep.axes.keys())
   base = config_lib.flatten(cfg)
   value_lists = []
@@ -113,24 +120,32 @@ def make_plan(cfg: mlc.ConfigDict) -> Plan:
   for run_id, combo in enumerate(itertools.product(*value_lists)):
     overrides = dict(zip(axes, combo, strict=True))
     flat = {**base, **overrides}
-    config_lib.check_values(flat)
-    for key, check in _NAMED:
-      if (key, flat[key]) not in checked_names:
-        check(flat[key])
-        checked_names.add((key, flat[key]))
+    if validate:
+      check_point(flat, checked_names)
     sig = _static_signature(flat)
     if sig not in groups:
       gcfg = config_lib.with_overrides(cfg, overrides)
-      check_structure(gcfg)
+      if validate:
+        check_structure(gcfg)
       groups[sig] = Group(index=len(groups), cfg=gcfg,
-                          hparams={name: [] for name in HPARAM_NAMES})
+                          hparams={k.split(".")[-1]: [] for k in TRACED_KEYS})
     group = groups[sig]
     group.run_ids.append(run_id)
-    for short, value in config_lib.traced_values(flat).items():
+    for short, value in config_lib.traced_values(flat, TRACED_KEYS).items():
       group.hparams[short].append(value)
     group.seeds.append(int(flat["train.seed"]))
     group.axis_values.append(overrides)
   return Plan(axes=axes, groups=list(groups.values()))
+
+
+def check_point(flat: dict[str, Any], checked_names: set[tuple[str, Any]]) -> None:
+  """One point's ranges and cross-key checks (the schema's), and its registry names
+  (each name looked up once per plan: `checked_names` holds those already seen)."""
+  config_lib.check_values(flat, SCHEMA)
+  for key, check in _NAMED:
+    if (key, flat[key]) not in checked_names:
+      check(flat[key])
+      checked_names.add((key, flat[key]))
 
 
 def check_structure(gcfg: mlc.ConfigDict) -> None:
@@ -180,10 +195,8 @@ def round_up(n: int, multiple: int) -> int:
 def chunk_size_for(cfg: mlc.ConfigDict, n_points: int, multiple: int = 1) -> int:
   """An explicit `sweep.chunk_size` for `n_points` points, at most the points there are,
   rounded up to a multiple of the mesh's grid axis (0 when the size is chosen from the
-  memory budget: see `gradlab.sweep.memory`)."""
+  memory budget: see `gradlab.sweep.memory`). The plan checked that it is >= 0."""
   size = int(cfg.sweep.chunk_size)
-  if size < 0:
-    raise ConfigError(f"config key 'sweep.chunk_size' must be >= 0, got {size}")
   return 0 if size == 0 else round_up(min(size, n_points), multiple)
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import ml_collections as mlc
 
 from gradlab import results
-from gradlab.config import base_config, flatten, to_dict
+from gradlab.config import flatten, to_dict
+from gradlab.defaults import base_config
 from gradlab.registry import ConfigError
 
 

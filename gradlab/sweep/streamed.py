@@ -9,7 +9,6 @@ split (tests hold this), so rows and trajectories are written exactly as in memo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -19,13 +18,13 @@ import numpy as np
 
 from gradlab.data import stream as stream_lib
 from gradlab.sweep import mesh as mesh_lib
-from gradlab.train import DataArrays
+from gradlab.train import DataArrays, Run
 
 
 class StreamedRunner:
   """Compiled start / advance / finish of one group, and the segment loop."""
 
-  def __init__(self, run: Callable[..., Any], cfg: mlc.ConfigDict, stream: Any,
+  def __init__(self, run: Run, cfg: mlc.ConfigDict, stream: Any,
                base_data: DataArrays, mesh: Any):
     self.run, self.stream, self.base, self.mesh = run, stream, base_data, mesh
     self.size = int(cfg.data.stream)

@@ -41,8 +41,9 @@ _KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --
 
 
 def _main() -> int:
-  from gradlab.bench import presets as presets_lib
-  from gradlab.bench import run_benchmark
+  from experiments.benchmark import presets as presets_lib
+  from experiments.benchmark.report import markdown
+  from experiments.benchmark.runner import run_benchmark
 
   names = list(presets_lib.ALL) if _PRESET.value == "all" else [_PRESET.value]
   threads = _THREADS.value or len(os.sched_getaffinity(0))
@@ -51,8 +52,6 @@ def _main() -> int:
     torch_threads=threads, loop_budget_s=_BUDGET.value, chunk_size=_CHUNK.value,
     matmul_sizes=[int(n) for n in _MATMUL.value], keep_sweeps=_KEEP.value,
     torch_flush_denormal=_FLUSH.value, repeats=_REPEATS.value)
-  from gradlab.bench.report import markdown
-
   print()
   print(markdown(result))
   print(f"wrote {os.path.join(_OUT.value, 'benchmark.json')} and "

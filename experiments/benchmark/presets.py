@@ -13,7 +13,8 @@ import math
 import ml_collections as mlc
 import numpy as np
 
-from gradlab.config import base_config, make_axes
+from gradlab.config import make_axes
+from gradlab.defaults import base_config
 from gradlab.registry import ConfigError
 
 SIGMA_W_RANGE: tuple[float, float] = (0.25, 8.0)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gradlab.bench.timing import LoopTiming, peak_rss_mb, subset_note, time_points
+from experiments.benchmark.timing import LoopTiming, peak_rss_mb, subset_note, time_points
 
 
 def import_torch() -> ModuleType | None:

@@ -1,32 +1,29 @@
-"""Optimizer (and remedy) comparison: tables for report.md and the stable-lr figure.
+"""Optimizer (and remedy) comparison: the tables of report.md's "Optimizers" section.
 
 A *variant* is one combination of the swept chain keys (optimizer name, remedies,
 schedule, clip threshold), e.g. "adam" or "adam | optimizer.remedies=global_norm".
 A cell (variant, sigma_w, learning rate) is *stable* when its most common regime
 (ties to the worse, as on the regime map) is ``trained`` or ``stalled``: it neither
 exploded nor diverged. The *largest stable learning rate* of a variant at a sigma_w is
-the largest learning rate of the grid whose cell is stable.
+the largest learning rate of the grid whose cell is stable (`stable_lr`; drawn by
+`gradlab.viz.lr_summary.stable_lr_plot`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from gradlab import regimes  # noqa: E402
-from gradlab.plots import format_value, is_log_spaced, worst_common_regime  # noqa: E402
-from gradlab.report import markdown_table  # noqa: E402
+from gradlab.panels import format_value
+from gradlab.regimes import STABLE, worst_common_regime
+from gradlab.report.markdown import markdown_table
 
 LR = "optimizer.learning_rate"
 SIGMA = "init.sigma_w"
 CHAIN_KEYS = ("optimizer.name", "optimizer.remedies", "optimizer.schedule", "optimizer.clip")
-STABLE = regimes.STABLE
 
 
 def variant_keys(axes: Sequence[str]) -> list[str]:
@@ -38,14 +35,15 @@ def applies(axes: Sequence[str]) -> bool:
   return bool(variant_keys(axes)) and LR in axes
 
 
+def _variant_label(keys: Sequence[str], row: pd.Series) -> str:
+  parts = [str(row[k]) if k == "optimizer.name" else f"{k}={format_value(row[k])}"
+           for k in keys]
+  return " | ".join(p for p in parts if p not in ("optimizer.remedies=",))
+
+
 def with_variant(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-  keys = variant_keys(axes)
-
-  def label(row: pd.Series) -> str:
-    parts = [str(row[k]) if k == "optimizer.name" else f"{k}={format_value(row[k])}"
-             for k in keys]
-    return " | ".join(p for p in parts if p not in ("optimizer.remedies=",))
-
+  """A copy of `df` with a ``variant`` column (see the module docstring)."""
+  label = functools.partial(_variant_label, variant_keys(axes))
   out = df.copy()
   out["variant"] = out.apply(label, axis=1) if len(out) else []
   return out
@@ -78,7 +76,12 @@ def optimizer_section(df: pd.DataFrame, axes: Sequence[str]) -> str:
       best_text = "n/a"
     rows.append([variant, f"{(g['regime'] == 'trained').mean():.2f}", best_text, len(g)])
   lines += markdown_table(["variant", "fraction trained", "best test accuracy", "runs"], rows)
-  table = stable_lr(df, axes)
+  lines += _stable_lr_tables(stable_lr(df, axes), axes)
+  return "\n".join(lines) + "\n"
+
+
+def _stable_lr_tables(table: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+  """The largest stable learning rate per variant (and per sigma_w when swept)."""
   if SIGMA in axes:
     sigmas = sorted(table[SIGMA].unique())
     header = ["variant", *[f"sigma_w={format_value(s)}" for s in sigmas]]
@@ -86,49 +89,14 @@ def optimizer_section(df: pd.DataFrame, axes: Sequence[str]) -> str:
     for variant, g in table.groupby("variant", sort=True):
       lookup = dict(zip(g[SIGMA], g["largest_stable_lr"], strict=True))
       rows.append([variant, *[_lr_text(lookup.get(s, np.nan)) for s in sigmas]])
-    lines += ["", "### Largest stable learning rate per sigma_w", ""]
-    lines += markdown_table(header, rows)
-  else:
-    lines += ["", "### Largest stable learning rate", ""]
-    lines += markdown_table(["variant", "largest stable lr"],
-                            [[v, _lr_text(x)] for v, x in zip(table["variant"],
-                                                              table["largest_stable_lr"],
-                                                              strict=True)])
-  return "\n".join(lines) + "\n"
+    return ["", "### Largest stable learning rate per sigma_w", "",
+            *markdown_table(header, rows)]
+  return ["", "### Largest stable learning rate", "",
+          *markdown_table(["variant", "largest stable lr"],
+                          [[v, _lr_text(x)] for v, x in zip(table["variant"],
+                                                            table["largest_stable_lr"],
+                                                            strict=True)])]
 
 
 def _lr_text(value: float) -> str:
   return "none" if not np.isfinite(value) else format_value(value)
-
-
-def stable_lr_plot(df: pd.DataFrame, axes: Sequence[str], path: str) -> str:
-  """The largest stable learning rate against sigma_w, one line per variant."""
-  table = stable_lr(df, axes)
-  fig, ax = plt.subplots(figsize=(7.2, 4.8))
-  x_key = SIGMA if SIGMA in axes else None
-  variants = sorted(table["variant"].unique())
-  heads = sorted({v.split(" | ")[0] for v in variants})
-  tails = sorted({" | ".join(v.split(" | ")[1:]) for v in variants})
-  colors = plt.get_cmap("tab10" if len(heads) <= 10 else "tab20")
-  styles = ["-", "--", ":", "-."]
-  for variant, g in table.groupby("variant", sort=True):
-    head, _, tail = variant.partition(" | ")
-    xs = g[x_key].to_numpy(float) if x_key else np.zeros(len(g))
-    ax.plot(xs, g["largest_stable_lr"].to_numpy(float), marker="o", label=variant,
-            color=colors(heads.index(head) % colors.N),
-            linestyle=styles[tails.index(tail) % len(styles)])
-  ax.set_yscale("log")
-  if x_key:
-    values = sorted(df[SIGMA].unique())
-    if is_log_spaced(values):
-      ax.set_xscale("log")
-    ax.set_xticks(values, [format_value(v) for v in values])
-    ax.minorticks_off()
-  ax.set_xlabel(x_key or "")
-  ax.set_ylabel("largest stable learning rate")
-  ax.set_title("largest stable learning rate (missing: none stable)")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), handlelength=3.5)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
-  return path

@@ -14,13 +14,13 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gradlab.bench import report
-from gradlab.bench.flops import matmul_peak, mlp_dims, sweep_flops
-from gradlab.bench.jax_loop import grid_points, time_sequential
-from gradlab.bench.phases import time_engine
-from gradlab.bench.presets import get_preset, grid_shape, preset_config
-from gradlab.bench.timing import LoopTiming, best_of
-from gradlab.bench.torch_loop import import_torch, time_torch
+from experiments.benchmark import report
+from experiments.benchmark.flops import matmul_peak, mlp_dims, sweep_flops
+from experiments.benchmark.jax_loop import grid_points, time_sequential
+from experiments.benchmark.phases import time_engine
+from experiments.benchmark.presets import get_preset, grid_shape, preset_config
+from experiments.benchmark.timing import LoopTiming, best_of
+from experiments.benchmark.torch_loop import import_torch, time_torch
 from gradlab.data import load_dataset
 
 JSON_FILE = "benchmark.json"

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.plots import format_value
+from gradlab.panels import format_value
+from gradlab.report.markdown import markdown_table
 
 LR_AXIS = "optimizer.learning_rate"
 LOGIT_COLUMN = "attn_logit_max_max"
@@ -92,8 +93,6 @@ def logit_table(df: pd.DataFrame, axes: Sequence[str], lr_axis: str = LR_AXIS,
 
 def report_section(df: pd.DataFrame, axes: Sequence[str]) -> list[str]:
   """Markdown lines for report.md; [] when the sweep has no learning-rate axis."""
-  from gradlab.report import markdown_table
-
   table = sensitivity_table(df, list(axes))
   if table.empty:
     return []

@@ -1,6 +1,6 @@
 """The sequential JAX loop: a careful user's loop over the grid, one point at a time.
 
-One ``jax.jit(build_run(cfg, ...))`` is compiled once and reused for every point, called
+One ``jax.jit(build_run(cfg, ...).run)`` is compiled once and reused for every point, called
 with that point's hyperparameters (float32 scalars) and ``PRNGKey(seed)``; each
 trajectory is fetched to the host before the next point starts. It computes exactly what
 one lane of the sweep engine computes (the same `run`, probes included), but it neither
@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from gradlab.bench.timing import LoopTiming, peak_rss_mb, subset_note, time_points
+from experiments.benchmark.timing import LoopTiming, peak_rss_mb, subset_note, time_points
 from gradlab.sweep import grid
 from gradlab.train import build_run, make_data_arrays
 
@@ -39,7 +39,7 @@ def time_sequential(cfg: mlc.ConfigDict, dataset: Any, budget_s: float = float("
   """Times the grid of `cfg` point by point through one reused jitted run."""
   points, seeds = grid_points(cfg)
   data = make_data_arrays(dataset, cfg.train.eval_size)
-  run = build_run(cfg, dataset.num_classes, tuple(dataset.x_train.shape[1:]))
+  run = build_run(cfg, dataset.num_classes, task=dataset.task).run
 
   def as_args(i: int) -> tuple[dict[str, jax.Array], jax.Array]:
     hp = {k: jnp.asarray(v, jnp.float32) for k, v in points[i].items()}

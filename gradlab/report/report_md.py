@@ -2,8 +2,9 @@
 
 `write_report` writes WORKDIR/report.md with the number of runs, the swept axes and
 their values, regime counts and fractions per panel (a panel is one combination of
-values of `axes[2:]`, as in `gradlab.plots`), the best test accuracy per panel with
-the axis values that reached it, links to the figures, and any extra markdown.
+values of `axes[2:]`, as in `gradlab.panels`), the best test accuracy per panel with
+the axis values that reached it, the LR sensitivity (`gradlab.report.sensitivity`),
+links to the figures, and any extra markdown.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab import sensitivity
-from gradlab.plots import REGIME_ORDER, format_value, is_log_spaced, split_panels
+from gradlab.panels import format_value, is_log_spaced, split_panels
+from gradlab.regimes import REGIME_ORDER, check_regimes
+from gradlab.report import sensitivity
+from gradlab.report.markdown import markdown_table
 
 MAX_LISTED_VALUES = 12
 
@@ -64,17 +67,6 @@ def write_report(
   return path
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-  """Lines of a GitHub-flavoured markdown table (header, separator, rows)."""
-
-  def row(cells: Sequence[object]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-
-  if any(len(r) != len(header) for r in rows):
-    raise ValueError(f"every table row needs {len(header)} cells")
-  return [row(header), row(["---"] * len(header)), *(row(r) for r in rows)]
-
-
 def _axes_section(df: pd.DataFrame, axes: Sequence[str]) -> list[str]:
   lines = ["## Axes", ""]
   for name in axes:
@@ -91,9 +83,7 @@ def _regime_sections(panels: list[tuple[str, pd.DataFrame]]) -> list[str]:
   counts = []
   for _, rows in panels:
     regimes = rows["regime"].value_counts()
-    unknown = sorted(str(r) for r in regimes.index if r not in REGIME_ORDER)
-    if unknown:
-      raise ValueError(f"unknown regime(s) {unknown}; known: {', '.join(REGIME_ORDER)}")
+    check_regimes(regimes.index)
     counts.append([int(regimes.get(r, 0)) for r in REGIME_ORDER])
   titles = [title for title, _ in panels]
   count_rows = [[t, *c, sum(c)] for t, c in zip(titles, counts, strict=True)]

@@ -9,9 +9,9 @@ import subprocess
 import sys
 from typing import Any
 
-from gradlab.bench.flops import MatmulPeak
-from gradlab.bench.presets import Preset
-from gradlab.bench.timing import LoopTiming
+from experiments.benchmark.flops import MatmulPeak
+from experiments.benchmark.presets import Preset
+from experiments.benchmark.timing import LoopTiming
 
 SECTIONS: tuple[str, ...] = ("preset", "gradlab", "sequential_jax", "pytorch", "matmul_peak",
                              "probe_overhead", "ratios", "targets")
@@ -24,7 +24,7 @@ def _versions() -> dict[str, str | None]:
   import numpy
   import optax
 
-  from gradlab.bench.torch_loop import import_torch
+  from experiments.benchmark.torch_loop import import_torch
 
   torch = import_torch()
   return {"python": platform.python_version(), "jax": jax.__version__,

@@ -8,28 +8,28 @@ the map at the axis maximum, one unstable everywhere as a triangle at the minimu
 With a dense sweep (``--dense=DIR``, ``sweep.dense_workdir`` or
 ``python -m experiments.plot --workdir=DENSE --boundary=DIR``) whose first two axes are
 the boundary axis and one other axis: the dense regime map
-(`gradlab.plots.regime_figure`) with, over each panel, the boundary estimate (solid) and
+(`gradlab.viz.maps.regime_figure`) with, over each panel, the boundary estimate (solid) and
 its bracket (dotted) through its ``lines`` hook.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from gradlab import plots, results  # noqa: E402
-from gradlab.registry import ConfigError  # noqa: E402
-from gradlab.sweep.boundary import BOUNDARY_JSON, load_boundary  # noqa: E402
+from gradlab import results
+from gradlab.panels import format_value, is_log_spaced
+from gradlab.registry import ConfigError
+from gradlab.sweep.boundary import BOUNDARY_JSON, load_boundary
+from gradlab.viz import canvas
+from gradlab.viz.canvas import Figure, plt
+from gradlab.viz.maps import MapLine, PanelLines, regime_figure
 
 CURVE_COLOR = "#1f4eb4"
 MAX_PANELS_PER_ROW = 4
@@ -45,7 +45,7 @@ def _panels(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, tuple, pd.Data
   out = []
   for values, rows in df.groupby(keys, sort=True):
     values = values if isinstance(values, tuple) else (values,)
-    title = ", ".join(f"{k}={plots.format_value(v)}" for k, v in zip(keys, values, strict=True))
+    title = ", ".join(f"{k}={format_value(v)}" for k, v in zip(keys, values, strict=True))
     out.append((title, values, rows))
   return out
 
@@ -59,10 +59,7 @@ def _curve(ax: Any, rows: pd.DataFrame, x: str | None, boundary_on_y: bool,
   status = rows["status"].to_numpy(str)
   ok = status == "bracketed"
   err = np.vstack([est - lo, hi - est])
-
-  def place(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (a, b) if boundary_on_y else (b, a)
-
+  place = functools.partial(_place, boundary_on_y)
   px, py = place(pos[ok], est[ok])
   bars = {"yerr" if boundary_on_y else "xerr": err[:, ok]}
   ax.errorbar(px, py, **bars, color=CURVE_COLOR, marker="o", ms=4, lw=1.6, capsize=2,
@@ -75,33 +72,40 @@ def _curve(ax: Any, rows: pd.DataFrame, x: str | None, boundary_on_y: bool,
               color=CURVE_COLOR, mfc="white", ms=7)
 
 
+def _place(boundary_on_y: bool, a: np.ndarray, b: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """(x, y) of positions `a` and boundary values `b`."""
+  return (a, b) if boundary_on_y else (b, a)
+
+
 def _boundary_lines(table: pd.DataFrame, axis: str, other: str, line_keys: list[str]
-                    ) -> Any:
-  """The `gradlab.plots.PanelLines` hook: per dense panel, the boundary estimate (solid)
+                    ) -> PanelLines:
+  """The `gradlab.viz.maps.PanelLines` hook: per dense panel, the boundary estimate (solid)
   and its bracket (dashed) of the boundary rows with that panel's values."""
-
-  def lines(panel: dict[str, Any]) -> list[plots.MapLine]:
-    rows = table
-    for key, value in panel.items():
-      if key in rows.columns:
-        rows = rows[rows[key] == value]
-    out = []
-    for label, _, line in _panels(rows, line_keys):
-      line = line.sort_values(other)
-      ok = (line["status"] == "bracketed").to_numpy()
-      xs = line[other].to_numpy(float)
-      name = f"boundary ({label})" if label else "boundary"
-      for column, style, suffix in (("estimate", "-", ""), ("lo", ":", " bracket"),
-                                    ("hi", ":", " bracket")):
-        ys = np.where(ok, line[column].to_numpy(float), np.nan)
-        out.append(plots.MapLine(name + suffix, {other: xs, axis: ys}, CURVE_COLOR, style))
-    return out
-
-  return lines
+  return functools.partial(_panel_boundary, table, axis, other, line_keys)
 
 
-def _over_dense(table: pd.DataFrame, info: dict[str, Any], dense_dir: str) -> Any:
-  """The dense sweep's regime map (`gradlab.plots.regime_figure`) with the boundary."""
+def _panel_boundary(table: pd.DataFrame, axis: str, other: str, line_keys: list[str],
+                    panel: dict[str, Any]) -> list[MapLine]:
+  rows = table
+  for key, value in panel.items():
+    if key in rows.columns:
+      rows = rows[rows[key] == value]
+  out = []
+  for label, _, line in _panels(rows, line_keys):
+    line = line.sort_values(other)
+    ok = (line["status"] == "bracketed").to_numpy()
+    xs = line[other].to_numpy(float)
+    name = f"boundary ({label})" if label else "boundary"
+    for column, style, suffix in (("estimate", "-", ""), ("lo", ":", " bracket"),
+                                  ("hi", ":", " bracket")):
+      ys = np.where(ok, line[column].to_numpy(float), np.nan)
+      out.append(MapLine(name + suffix, {other: xs, axis: ys}, CURVE_COLOR, style))
+  return out
+
+
+def _over_dense(table: pd.DataFrame, info: dict[str, Any], dense_dir: str) -> Figure:
+  """The dense sweep's regime map (`gradlab.viz.maps.regime_figure`) with the boundary."""
   axis, outer_axes = info["axis"], list(info["outer_axes"])
   dense = results.load(dense_dir)
   dense_axes = list(results.read_config(dense_dir).get("axes", []))
@@ -115,12 +119,11 @@ def _over_dense(table: pd.DataFrame, info: dict[str, Any], dense_dir: str) -> An
     raise ConfigError(f"the boundary search's other axes {outer_axes} must include the "
                       f"dense map's numeric axis '{other}' to draw over it")
   line_keys = [k for k in outer_axes if k not in dense_axes]
-  fig = plots.regime_figure(dense, dense_axes, lines=_boundary_lines(table, axis, other,
-                                                                     line_keys))
+  fig = regime_figure(dense, dense_axes, lines=_boundary_lines(table, axis, other, line_keys))
   return fig
 
 
-def _alone(table: pd.DataFrame, info: dict[str, Any]) -> Any:
+def _alone(table: pd.DataFrame, info: dict[str, Any]) -> Figure:
   """The boundary against the first other axis, a panel per value of the others."""
   axis, outer_axes, log_scale = info["axis"], list(info["outer_axes"]), info["log_scale"]
   x = outer_axes[0] if outer_axes else None
@@ -140,8 +143,8 @@ def _alone(table: pd.DataFrame, info: dict[str, Any]) -> Any:
     _curve(ax, rows, x if numeric_x else None, True, None)
     if not numeric_x and x is not None:
       ordered = rows.sort_values(x) if x else rows
-      ax.set_xticks(np.arange(len(rows)), [plots.format_value(v) for v in ordered[x]])
-    if numeric_x and plots.is_log_spaced(table[x].unique()):
+      ax.set_xticks(np.arange(len(rows)), [format_value(v) for v in ordered[x]])
+    if numeric_x and is_log_spaced(table[x].unique()):
       ax.set_xscale("log")
     if log_scale:
       ax.set_yscale("log")
@@ -167,4 +170,4 @@ def draw_boundary(boundary_dir: str, path: str | None = None, dense_dir: str = "
   fig.suptitle(f"boundary along {info['axis']}\n{info['runs']} runs (dense grid of the same "
                f"resolution: {info['dense_runs_for_same_resolution']})", fontsize=9, x=0.02,
                ha="left")
-  return plots.save_figure(fig, path or os.path.join(boundary_dir, "boundary.png"))
+  return canvas.save_figure(fig, path or os.path.join(boundary_dir, "boundary.png"))

@@ -7,10 +7,10 @@ matmul for the device's float32 peak, and the engine with per-layer probes off.
 
 Modules: `presets` (the grids and their configs), `flops` (matmul FLOP count and peak),
 `jax_loop` (the sequential JAX loop), `torch_loop` (the PyTorch loop), `phases` (each
-timed phase), `report` (table, JSON, Markdown), `runner` (the whole benchmark).
+timed phase), `report` (table, JSON, Markdown), `runner` (the whole benchmark), `timing`
+(what a timed loop reports), `__main__` (the absl entry point and its flags).
+
+The package itself imports nothing, so ``python -m experiments.benchmark --help`` does
+not start JAX: import from the modules (``experiments.benchmark.runner.run_benchmark``,
+``experiments.benchmark.presets.PRESETS``).
 """
-
-from gradlab.bench.presets import PRESETS, Preset, grid_shape, preset_config
-from gradlab.bench.runner import run_benchmark
-
-__all__ = ["PRESETS", "Preset", "grid_shape", "preset_config", "run_benchmark"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import ml_collections as mlc
 
+from experiments.benchmark.timing import LoopTiming, peak_rss_mb
 from gradlab import results
-from gradlab.bench.timing import LoopTiming, peak_rss_mb
 from gradlab.sweep import run_sweep
 
 

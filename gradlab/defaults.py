@@ -1,0 +1,95 @@
+"""Every family's config keys, assembled: the whole schema, its defaults, and which keys
+are traced. Config files, the plan and the entry points start here::
+
+    from gradlab.defaults import base_config
+    c = base_config()          # every key gradlab knows, with its default
+
+Importing the model, optimizer, data and loss packages registers each family's own keys
+(`gradlab.config.register_keys`, beside its builder); this module adds the sections
+that belong to the run rather than to a family, then freezes the result as `SCHEMA`:
+
+- ``train``: steps, log_every, seed (traced), eval_size, layer_probes (per-layer
+  gradient norms); loss, z_loss, box_loss are the losses' (`gradlab.losses`)
+- ``regimes``: explode_factor, stall_fraction, and the init-time prediction's
+  vanish_gain, explode_gain (see `gradlab.regimes`)
+- ``diagnostics``: every (sharpness by power iteration every this many steps, a
+  multiple of train.log_every; 0 = off), power_iters
+- ``sweep``: axes (dotted key -> list of values); chunk_size (lanes per compiled call;
+  0 = chosen from memory_budget); memory_budget (bytes per device; 0 = half the device's
+  memory); keep_trajectories (False: result rows only); compile_cache ('' =
+  <workdir's parent>/.jax_cache, 'none' = off, else a folder); mode ('grid' or
+  'boundary'); boundary_axis, boundary_rounds, dense_workdir (see
+  `gradlab.sweep.boundary`)
+- ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
+  the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
+
+A new family registers its keys in its own module; importing it from its package's
+``__init__`` (as every model, optimizer and dataset is) puts them here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ml_collections as mlc
+
+from gradlab import config, data, losses, models, optim  # noqa: F401  (each registers its keys)
+from gradlab.registry import ConfigError
+
+
+def _check_run_lengths(point: Mapping[str, Any]) -> None:
+  """diagnostics.every is 0 or a multiple of train.log_every; log_every <= steps."""
+  every = point["diagnostics.every"]
+  if every < 0 or every % point["train.log_every"]:
+    raise ConfigError(f"config key 'diagnostics.every' ({every}) must be 0 or a multiple of "
+                      f"'train.log_every' ({point['train.log_every']})")
+  if point["train.log_every"] > point["train.steps"]:
+    raise ConfigError(
+      f"config key 'train.log_every' ({point['train.log_every']}) exceeds "
+      f"'train.steps' ({point['train.steps']})"
+    )
+
+
+config.register_keys(
+  "train", dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True),
+  family="train", traced=("seed",), positive=("steps", "log_every"),
+  non_negative=("eval_size", "seed"), check=_check_run_lengths)
+config.register_keys(
+  "regimes",
+  dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2),
+  family="regimes", positive=("explode_factor", "vanish_gain", "explode_gain"),
+  non_negative=("stall_fraction",))
+config.register_keys("diagnostics", dict(every=0, power_iters=20), family="diagnostics",
+                     positive=("power_iters",))
+config.register_keys(
+  "sweep",
+  dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
+       mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
+       dense_workdir=""),
+  family="sweep")
+config.register_keys("mesh", dict(data=1), family="mesh")
+
+# The whole schema: every family's keys, defaults, ranges and checks.
+SCHEMA: config.Schema = config.registered_schema()
+
+# Keys that are traced numbers inside run(): sweeping them never recompiles.
+TRACED_KEYS: tuple[str, ...] = SCHEMA.traced
+
+# Traced keys whose sign also switches a stage on or off (a static choice).
+STAGE_SWITCHES: tuple[str, ...] = SCHEMA.switches
+
+
+def base_config() -> mlc.ConfigDict:
+  """Every key gradlab knows, with its default. Config files start from this."""
+  return config.schema_config(SCHEMA)
+
+
+# Every dotted key of the schema ('sweep.axes', 'quick' and 'quick_overrides' included).
+KNOWN_KEYS: tuple[str, ...] = tuple(config.flatten(base_config()))
+
+
+def apply_quick(cfg: mlc.ConfigDict, user_keys: Sequence[str] = ()) -> mlc.ConfigDict:
+  """`gradlab.config.apply_quick` against the whole schema: with ``cfg.quick`` set, `cfg`
+  with its quick_overrides applied except the dotted keys in `user_keys`."""
+  return config.apply_quick(cfg, KNOWN_KEYS, user_keys)

@@ -1,0 +1,200 @@
+"""How a sweep's results frame splits into panels and cells (pandas and numpy only).
+
+A sweep's results are a DataFrame with one row per run (see `gradlab.results.load`):
+one column per swept axis, named by its dotted config key (`init.sigma_w`,
+`optimizer.learning_rate`, ...), plus `regime`, `final_loss` and friends. The maps
+(`gradlab.viz.maps`) and report.md (`gradlab.report`) both read it the same way:
+
+- `axes[0]` runs along x and `axes[1]` along y of each panel (a single-row strip
+  when there is only one axis);
+- each combination of values of `axes[2:]` gets its own panel, titled
+  "optimizer.name=adam" (`split_panels`).
+
+Runs that share a cell (several seeds) are reduced to one value: the most common
+regime, ties going to the worse regime (`cell_regimes`), and the median final loss
+with non-finite losses counted as +inf (`cell_final_loss`).
+
+Numeric axes whose values are log-spaced (`is_log_spaced`) are drawn on a log scale,
+with cells bounded by geometric midpoints (`cell_edges`) so that every cell has the
+same width on the page. String axes are categorical (`AxisSpec`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gradlab.regimes import check_regimes, worst_common_regime
+
+
+def is_log_spaced(values: Iterable[float]) -> bool:
+  """Whether numeric axis values are best drawn on a log scale.
+
+  True when all distinct values are finite and > 0 and either they span at least a
+  factor of 20 (max/min >= 20) or, with three or more values, consecutive sorted
+  values have a roughly constant ratio (within 10%). An evenly spaced (arithmetic)
+  sequence of three or more values that is not also geometric stays linear, so
+  `depth = 1, 2, ..., 32` is linear while `1, 2, 4, ..., 32` is log.
+  """
+  try:
+    v = np.unique(np.asarray(list(values), dtype=float))
+  except (TypeError, ValueError):
+    return False
+  if v.size < 2 or not np.all(np.isfinite(v)) or v[0] <= 0:
+    return False
+  log_ratios = np.diff(np.log(v))
+  geometric = v.size >= 3 and np.ptp(log_ratios) <= 0.1 * np.mean(log_ratios)
+  if geometric:
+    return True
+  diffs = np.diff(v)
+  arithmetic = v.size >= 3 and np.ptp(diffs) <= 1e-6 * np.mean(diffs)
+  return bool(v[-1] / v[0] >= 20 and not arithmetic)
+
+
+def cell_edges(values: Iterable[float], log: bool | None = None) -> np.ndarray:
+  """Edges of the cells centred on the distinct sorted `values` (n values, n+1 edges).
+
+  On a log axis (`log=None` decides with `is_log_spaced`) inner edges are geometric
+  midpoints sqrt(v_i * v_{i+1}); otherwise arithmetic midpoints (v_i + v_{i+1}) / 2.
+  The outer edges sit half a step beyond the end values, so every cell is centred on
+  its value. A single value gets a cell one decade (log) or one unit (linear) wide.
+  """
+  v = np.unique(np.asarray(list(values), dtype=float))
+  if v.size == 0 or not np.all(np.isfinite(v)):
+    raise ValueError(f"cell_edges needs finite numeric values, got {v.tolist()}")
+  if log is None:
+    log = is_log_spaced(v)
+  if log and v[0] <= 0:
+    raise ValueError(f"a log axis needs values > 0, got min {v[0]}")
+  x = np.log(v) if log else v
+  if x.size == 1:
+    half = 0.5 * (np.log(10.0) if log else 1.0)
+    edges = np.array([x[0] - half, x[0] + half])
+  else:
+    mid = 0.5 * (x[1:] + x[:-1])
+    edges = np.concatenate([[x[0] - (mid[0] - x[0])], mid, [x[-1] + (x[-1] - mid[-1])]])
+  return np.exp(edges) if log else edges
+
+
+def format_value(value: object) -> str:
+  """Short readable label for an axis value: "1e-3", "2.7e-3", "0.25", "8", "adam"."""
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+    return str(value)
+  v = float(value)
+  if not math.isfinite(v) or v == 0:
+    return str(v) if not math.isfinite(v) else "0"
+  if v.is_integer() and abs(v) < 1e4:
+    return str(int(v))
+  if 1e-2 <= abs(v) < 1e4:
+    s = f"{v:.3g}"
+    return f"{v:.0f}" if "e" in s else s
+  mantissa, exponent = f"{v:.1e}".split("e")
+  return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def check_frame(df: pd.DataFrame, axes: Sequence[str], columns: Sequence[str]) -> None:
+  """Raises ValueError unless `df` has runs and every column of `axes` and `columns`."""
+  if len(axes) == 0:
+    raise ValueError("need at least one axis to plot; got axes=[]")
+  missing = [c for c in (*axes, *columns) if c not in df.columns]
+  if missing:
+    raise ValueError(f"missing column(s) {missing}; the frame has {list(df.columns)}")
+  if len(df) == 0:
+    raise ValueError("the results frame has no runs")
+
+
+def cell_regimes(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+  """One row per distinct combination of `axes` values: columns axes + regime, n_runs.
+
+  `regime` is `worst_common_regime` over the cell's runs (e.g. its seeds).
+  """
+  check_frame(df, axes, ("regime",))
+  check_regimes(df["regime"])
+  grouped = df.groupby(list(axes), dropna=False, sort=False)["regime"]
+  out = grouped.agg(worst_common_regime).to_frame("regime")
+  out["n_runs"] = grouped.size()
+  return out.reset_index()
+
+
+def cell_final_loss(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+  """One row per cell: columns axes + final_loss (median), finite, n_runs.
+
+  Non-finite losses (NaN or +-inf: a diverged run) count as +inf in the median, so a
+  cell is non-finite (`finite` False, `final_loss` inf) when at least half of its
+  runs did not finish with a finite loss.
+  """
+  check_frame(df, axes, ("final_loss",))
+  loss = pd.to_numeric(df["final_loss"], errors="coerce").to_numpy(dtype=float)
+  loss = np.where(np.isfinite(loss), loss, np.inf)
+  frame = df[list(axes)].assign(final_loss=loss)
+  grouped = frame.groupby(list(axes), dropna=False, sort=False)["final_loss"]
+  out = grouped.agg(lambda s: float(np.median(s.to_numpy()))).to_frame("final_loss")
+  out["finite"] = np.isfinite(out["final_loss"].to_numpy())
+  out["n_runs"] = grouped.size()
+  return out.reset_index()
+
+
+def split_panels(df: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, pd.DataFrame]]:
+  """(title, rows) per combination of `axes[2:]` values, in axis-value order.
+
+  The title reads "optimizer.name=adam, model.depth=4"; with fewer than three axes
+  there is one panel titled "all".
+  """
+  check_frame(df, axes, ())
+  panel_axes = list(axes[2:])
+  if not panel_axes:
+    return [("all", df)]
+  specs = [AxisSpec.of(df[a]) for a in panel_axes]
+  keys = np.stack([s.index(df[a]) for s, a in zip(specs, panel_axes, strict=True)], axis=1)
+  panels = []
+  for key in sorted({tuple(k) for k in keys.tolist()}):
+    mask = np.all(keys == np.asarray(key), axis=1)
+    title = ", ".join(f"{a}={s.labels[i]}" for a, s, i in zip(panel_axes, specs, key, strict=True))
+    panels.append((title, df[mask]))
+  return panels
+
+
+@dataclass(frozen=True)
+class AxisSpec:
+  """How one axis is laid out: sorted distinct values, scale, cell edges, tick labels."""
+
+  values: tuple
+  scale: str  # "log", "linear" or "categorical"
+  edges: np.ndarray
+  labels: tuple[str, ...]
+
+  @staticmethod
+  def of(column: pd.Series) -> AxisSpec:
+    numeric = (
+      pd.api.types.is_numeric_dtype(column)
+      and not pd.api.types.is_bool_dtype(column)
+      and bool(np.all(np.isfinite(column.to_numpy(dtype=float))))
+    )
+    if numeric:
+      values = np.unique(column.to_numpy(dtype=float))
+      log = is_log_spaced(values)
+      return AxisSpec(
+        tuple(values.tolist()),
+        "log" if log else "linear",
+        cell_edges(values, log),
+        tuple(format_value(v) for v in values),
+      )
+    labels = tuple(sorted({str(v) for v in column}))
+    return AxisSpec(labels, "categorical", np.arange(len(labels) + 1) - 0.5, labels)
+
+  @property
+  def centers(self) -> np.ndarray:
+    if self.scale == "categorical":
+      return np.arange(len(self.values), dtype=float)
+    return np.asarray(self.values, dtype=float)
+
+  def index(self, column: pd.Series) -> np.ndarray:
+    """Position of each entry of `column` among `values`."""
+    if self.scale == "categorical":
+      lookup = {label: i for i, label in enumerate(self.labels)}
+      return np.array([lookup[str(v)] for v in column], dtype=int)
+    return np.searchsorted(np.asarray(self.values), column.to_numpy(dtype=float))

@@ -1,0 +1,303 @@
+"""The pieces of one run, as module-level functions a test can call alone.
+
+A run's parts come in two kinds:
+
+- `Static`: what the config fixes at build time (the model, the objective, the optimizer
+  builder, the layer names, the batch size, the log and diagnostics intervals, the
+  task's sampler, the augmentation, the batch constraint). `make_static` reads it from
+  a config; one `Static` serves every lane of a group.
+- `Lane`: what one point's run traces (its hparams, its optimizer built from them, its
+  keys and its data). `make_lane` derives the keys from the point's key exactly as every
+  run does: ``init_key, data_key, diag_key = split(key, 3)``; minibatch ``s`` draws from
+  ``fold_in(data_key, s)``, its augmentation from ``fold_in(fold_in(diag_key,
+  0x7FFFFFFF), s)``, the sharpness at step ``s`` from ``fold_in(diag_key, s)``.
+
+The functions take ``(static, lane, ...)`` first and are bound with `functools.partial`
+where a scan needs a body: `train_step` (plain or probed), `log_block` (a probed step,
+then ``log_every - 1`` plain ones), `block_sharpness`, `advance` (the scan over log
+blocks), `slice_loss` and `evaluate`. `gradlab.train` assembles them into a `Run`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import optax
+
+from gradlab import probes
+from gradlab.config import parse_remedies
+from gradlab.data import AUGMENTATIONS, Task, sample_batch
+from gradlab.diagnostics import hessian
+from gradlab.losses import Metrics, bound_loss, z_loss
+from gradlab.models import build_model
+from gradlab.optim import build_optimizer
+
+
+class DataArrays(NamedTuple):
+  """On-device arrays one run reads. x_eval/y_eval: a fixed slice of the train split."""
+
+  x_train: jax.Array
+  y_train: jax.Array
+  x_eval: jax.Array
+  y_eval: jax.Array
+  x_test: jax.Array
+  y_test: jax.Array
+
+
+class Static(NamedTuple):
+  """The static parts of a run (closed over; one per group of equal structure)."""
+
+  spec: Any                      # the gradlab.models.Model (module, layer names, ...)
+  layer_names: tuple[str, ...]
+  probed_layers: tuple[str, ...]  # layer_names, or () without train.layer_probes
+  opt_name: str
+  make_tx: Callable[[Mapping[str, jax.Array]], optax.GradientTransformation]
+  objective: Callable[[Any, jax.Array], jax.Array]  # (outputs, labels) -> loss
+  metrics: Metrics | None
+  z_loss_on: bool
+  n_logs: int
+  tail: int                      # plain steps after the last log block
+  log_every: int
+  batch_size: int
+  explode_factor: float
+  layer_probes: bool
+  diag_every: int                # sharpness interval in log blocks; 0 = off
+  power_iters: int
+  sampler: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]] | None
+  augment: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: data.augment='none'
+  batch_constraint: Callable[[jax.Array], jax.Array] | None
+
+
+class Lane(NamedTuple):
+  """The traced parts of one point's run: its hparams, optimizer, keys and data."""
+
+  hp: Mapping[str, jax.Array]
+  tx: optax.GradientTransformation
+  init_key: jax.Array
+  data_key: jax.Array
+  diag_key: jax.Array
+  aug_key: jax.Array
+  data: DataArrays
+
+
+class Carry(NamedTuple):
+  """The training state the scan carries from step to step."""
+
+  params: Any
+  opt_state: Any
+  tracker: probes.Tracker
+  onset: probes.OnsetTracker
+  state: dict[str, Any]          # model collections other than params (batch_stats)
+
+
+def make_static(cfg: mlc.ConfigDict, num_classes: int,
+                batch_constraint: Callable[[jax.Array], jax.Array] | None,
+                task: Task) -> Static:
+  """The static parts of `cfg`'s runs (see `gradlab.train.build_run`)."""
+  spec = build_model(cfg, num_classes)
+  layer_names = tuple(spec.layer_names)
+  steps, log_every = int(cfg.train.steps), int(cfg.train.log_every)
+  n_logs, tail = divmod(steps, log_every)
+  loss_spec, objective = bound_loss(cfg.train, task.loss)
+  return Static(
+    spec=spec, layer_names=layer_names,
+    probed_layers=layer_names if cfg.train.layer_probes else (),
+    opt_name=cfg.optimizer.name,
+    make_tx=build_optimizer(cfg.optimizer.name, clip_enabled=cfg.optimizer.clip > 0,
+                            remedies=parse_remedies(cfg.optimizer.remedies),
+                            schedule=cfg.optimizer.schedule),
+    objective=objective, metrics=loss_spec.metrics, z_loss_on=float(cfg.train.z_loss) > 0,
+    n_logs=n_logs, tail=tail, log_every=log_every, batch_size=int(cfg.data.batch_size),
+    explode_factor=float(cfg.regimes.explode_factor),
+    layer_probes=bool(cfg.train.layer_probes),
+    diag_every=int(cfg.diagnostics.every) // log_every,
+    power_iters=int(cfg.diagnostics.power_iters), sampler=task.sampler,
+    augment=AUGMENTATIONS.get(cfg.data.augment) if cfg.data.augment != "none" else None,
+    batch_constraint=batch_constraint)
+
+
+def make_lane(static: Static, hp: Mapping[str, jax.Array], key: jax.Array,
+              data: DataArrays) -> Lane:
+  """One point's traced parts: its optimizer and the keys its run derives from `key`."""
+  init_key, data_key, diag_key = jax.random.split(key, 3)
+  aug_key = jax.random.fold_in(diag_key, 0x7FFFFFFF)  # diag_key folds in steps only
+  return Lane(hp, static.make_tx(hp), init_key, data_key, diag_key, aug_key, data)
+
+
+def apply_model(static: Static, params: Any, state: dict[str, Any], x: jax.Array,
+                train: bool, collect: bool = False) -> tuple[Any, dict[str, Any], Any]:
+  """(outputs, new state, sown intermediates). Training applies update the state
+  collections (BatchNorm statistics); `collect` also gathers sown values."""
+  mutable = [*state] if train else []
+  if collect:
+    mutable.append("intermediates")
+  variables = {"params": params, **state}
+  if not mutable:
+    return static.spec.module.apply(variables, x, train=train), state, {}
+  outputs, new = static.spec.module.apply(variables, x, train=train, mutable=mutable)
+  new = dict(new)
+  sown = new.pop("intermediates", {})
+  return outputs, ({**state, **new} if train else state), sown
+
+
+def objective(static: Static, hp: Mapping[str, jax.Array], outputs: Any, y: jax.Array
+              ) -> jax.Array:
+  """The training objective: the bound loss, plus hp['z_loss'] * z-loss when it is on."""
+  loss = static.objective(outputs, y)
+  if static.z_loss_on:
+    loss = loss + hp["z_loss"] * z_loss(outputs, y)
+  return loss
+
+
+def batch_at(static: Static, lane: Lane, step: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The minibatch of `step`: the task's generated batch or a sample of the train split,
+  augmented and constrained as configured."""
+  k = jax.random.fold_in(lane.data_key, step)
+  if static.sampler is not None:
+    xb, yb = static.sampler(k, static.batch_size)
+  else:
+    xb, yb = sample_batch(k, lane.data.x_train, lane.data.y_train, static.batch_size)
+  if static.augment is not None:
+    xb = static.augment(jax.random.fold_in(lane.aug_key, step), xb)
+  if static.batch_constraint is not None:
+    xb, yb = static.batch_constraint(xb), static.batch_constraint(yb)
+  return xb, yb
+
+
+def _loss_aux(static: Static, lane: Lane, params: Any, state: dict[str, Any],
+              xb: jax.Array, yb: jax.Array, collect: bool) -> tuple[jax.Array, Any]:
+  """The minibatch loss and (new state, per-layer activation finite flags, sown probes);
+  the flags and probes only when `collect`."""
+  outputs, new_state, sown = apply_model(static, params, state, xb, train=True,
+                                         collect=collect)
+  loss = objective(static, lane.hp, outputs, yb)
+  flags = jnp.stack([*(probes.sown_flag(sown, n) for n in static.layer_names[:-1]),
+                     probes.all_finite(outputs)]) if collect else None
+  return loss, (new_state, flags, probes.sown_probes(sown) if collect else {})
+
+
+def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array, probe: bool
+               ) -> tuple[Carry, dict[str, Any] | None]:
+  """One optimizer step at `step`: (new carry, the probe record or None). Every step
+  updates the tracker (and, with layer probes, the onset tracker); a probed step also
+  records `gradlab.probes.measure` and the model's probes at the params before the
+  update."""
+  params, opt_state, tracker, onset, state = carry
+  xb, yb = batch_at(static, lane, step)
+  collect = static.layer_probes or probe
+  (loss, (new_state, act_finite, sown)), grads = jax.value_and_grad(
+    functools.partial(_loss_aux, static, lane), has_aux=True)(params, state, xb, yb, collect)
+  updates, opt_state = lane.tx.update(grads, opt_state, params, value=loss)
+  tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
+                                  static.explode_factor)
+  if static.layer_probes:
+    onset = probes.onset_update(onset, step, probes.layer_norms(grads, static.layer_names),
+                                act_finite, static.explode_factor)
+  record = None
+  if probe:
+    record = probes.measure(loss, grads, params, updates, static.probed_layers)
+    extra = dict(sown)
+    if static.spec.probe_fn is not None:
+      extra.update(static.spec.probe_fn({"params": params, **state}, xb, yb,
+                                        static.objective))
+    record["model_probes"] = extra
+  return Carry(optax.apply_updates(params, updates), opt_state, tracker, onset,
+               new_state), record
+
+
+def plain_steps(static: Static, lane: Lane, carry: Carry, first: jax.Array, count: int
+                ) -> Carry:
+  """`count` plain steps from step `first` (a scan; none when count is 0)."""
+  if count == 0:
+    return carry
+  carry, _ = jax.lax.scan(functools.partial(train_step, static, lane, probe=False), carry,
+                          first + jnp.arange(count))
+  return carry
+
+
+def log_block(static: Static, lane: Lane, carry: Carry, b: jax.Array
+              ) -> tuple[Carry, tuple[jax.Array, dict[str, Any]]]:
+  """Log block b: a probed step at b * log_every, then log_every - 1 plain ones."""
+  first = b * static.log_every
+  carry, record = train_step(static, lane, carry, first, probe=True)
+  carry = plain_steps(static, lane, carry, first + 1, static.log_every - 1)
+  return carry, (first, record)
+
+
+def _batch_loss(static: Static, lane: Lane, state: dict[str, Any], xb: jax.Array,
+                yb: jax.Array, params: Any) -> jax.Array:
+  return objective(static, lane.hp, apply_model(static, params, state, xb, train=True)[0], yb)
+
+
+def block_sharpness(static: Static, lane: Lane, carry: Carry, b: jax.Array) -> jax.Array:
+  """[step, sharpness, preconditioned sharpness] of the minibatch loss at block b's
+  first step (`gradlab.diagnostics.hessian.sharpness`; NaN for non-Adam chains)."""
+  step = b * static.log_every
+  xb, yb = batch_at(static, lane, step)
+  batch_loss = functools.partial(_batch_loss, static, lane, carry.state, xb, yb)
+  k = jax.random.fold_in(lane.diag_key, step)
+  lam, lam_p = hessian.sharpness(batch_loss, carry.params, carry.opt_state, k,
+                                 static.power_iters, lane.hp["eps"], lane.hp["b2"])
+  return jnp.stack([step.astype(jnp.float32), lam, lam_p])
+
+
+def _diag_block(static: Static, lane: Lane, carry: Carry, d: jax.Array) -> tuple[Carry, Any]:
+  """The sharpness at diagnostics block d, then its diag_every log blocks."""
+  sharp = block_sharpness(static, lane, carry, d * static.diag_every)
+  carry, out = jax.lax.scan(functools.partial(log_block, static, lane), carry,
+                            d * static.diag_every + jnp.arange(static.diag_every))
+  return carry, (out, sharp)
+
+
+def advance(static: Static, lane: Lane, carry: Carry, first_block: jax.Array | int,
+            n_blocks: int) -> tuple[Carry, tuple[jax.Array, dict[str, Any], jax.Array]]:
+  """Log blocks first_block .. first_block + n_blocks - 1: (carry, (logged steps,
+  records, sharpness rows)); with diagnostics on, first_block must be a multiple of the
+  diagnostics interval (in blocks)."""
+  block = functools.partial(log_block, static, lane)
+  diag_every = static.diag_every
+  if not diag_every:
+    carry, (logged_steps, records) = jax.lax.scan(block, carry,
+                                                  first_block + jnp.arange(n_blocks))
+    return carry, (logged_steps, records, jnp.zeros((0, 3), jnp.float32))
+  n_diag = n_blocks // diag_every
+  carry, ((logged_steps, records), sharp) = jax.lax.scan(
+    functools.partial(_diag_block, static, lane), carry,
+    first_block // diag_every + jnp.arange(n_diag))
+  logged_steps, records = jax.tree_util.tree_map(
+    lambda x: x.reshape(-1, *x.shape[2:]), (logged_steps, records))
+  carry, (rest_steps, rest) = jax.lax.scan(
+    block, carry, first_block + n_diag * diag_every
+    + jnp.arange(n_blocks - n_diag * diag_every))
+  logged_steps, records = jax.tree_util.tree_map(
+    lambda a, b: jnp.concatenate([a, b]), (logged_steps, records), (rest_steps, rest))
+  return carry, (logged_steps, records, sharp)
+
+
+def slice_loss(static: Static, lane: Lane, params: Any, state: dict[str, Any]) -> jax.Array:
+  """The training objective on the eval slice, normalization layers using the
+  slice's own statistics (as in training; nothing is updated)."""
+  outputs = apply_model(static, params, state, lane.data.x_eval, train=True)[0]
+  return objective(static, lane.hp, outputs, lane.data.y_eval)
+
+
+def evaluate(static: Static, lane: Lane, params: Any, state: dict[str, Any]
+             ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Loss and metrics on the whole test split (evaluation mode: normalization layers
+  use their running statistics); NaN for an empty split."""
+  x, y = lane.data.x_test, lane.data.y_test
+  if x.shape[0] == 0:
+    x1, y1 = jnp.zeros((1, *x.shape[1:]), x.dtype), jnp.zeros((1, *y.shape[1:]), y.dtype)
+    names = [] if static.metrics is None else list(jax.eval_shape(
+      lambda: static.metrics(apply_model(static, params, state, x1, False)[0], y1)))
+    nan = jnp.array(jnp.nan, jnp.float32)
+    return nan, {n: nan for n in names}
+  outputs = apply_model(static, params, state, x, False)[0]
+  metrics = dict(static.metrics(outputs, y)) if static.metrics is not None else {}
+  return objective(static, lane.hp, outputs, y), {
+    k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}

@@ -1,0 +1,30 @@
+"""The one place gradlab picks matplotlib's backend, and how a figure is saved.
+
+Every module of `gradlab.viz` takes pyplot from here, so figures draw off-screen
+(Agg) on a headless machine whatever imports them first.
+"""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+DPI = 110
+
+__all__ = ["DPI", "Figure", "plt", "save_figure"]
+
+
+def save_figure(fig: Figure, path: str) -> str:
+  """Saves `fig` as a PNG at `path` (folders created), closes it, returns `path`."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  try:
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+  finally:
+    plt.close(fig)
+  return path
