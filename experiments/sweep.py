@@ -94,7 +94,7 @@ def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:
   print(done)
   print(f"boundary of {n_outer} points ({', '.join(f'{v} {k}' for k, v in counts.items())}): "
         f"{found.n_runs} runs; a dense grid of the same resolution needs "
-        f"{dense_runs_for_same_resolution(n_outer, rounds)}")
+        f"{dense_runs_for_same_resolution(n_outer, rounds, int(cfg.sweep.replicas))}")
   print(f"wrote {os.path.join(workdir, BOUNDARY_CSV)}, {figure}")
   return 0
 

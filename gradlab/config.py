@@ -20,7 +20,10 @@ the whole schema (``gradlab.defaults.base_config()``). Where each section's keys
 - ``regimes``, ``diagnostics``, ``sweep``, ``mesh``: `gradlab.defaults`
 
 Keys a group declares ``traced`` are traced numbers inside ``run()``: sweeping them never
-recompiles. Every other key is static: points that differ in it form separate groups,
+recompiles. A default may be ``ml_collections.config_dict.placeholder(float)``: the key is
+a number that is None until set (the optimizer numbers: unset, each takes its
+optimizer's paper default, `gradlab.optim.paper`); a --config.KEY flag parses it as a
+number. Every other key is static: points that differ in it form separate groups,
 each compiled once. Range checks (positive, >= 0, in [0, 1)) and cross-key checks are
 declared with the keys too; `check_values` runs them for one point.
 """
@@ -133,11 +136,19 @@ def schema_config(schema: Schema) -> mlc.ConfigDict:
   anything runs, except the keys given on the command line (see `apply_quick`)."""
   c = mlc.ConfigDict()
   for section, keys in schema.defaults.items():
-    c[section] = mlc.ConfigDict(dict(keys))
+    c[section] = mlc.ConfigDict({k: _fresh(v) for k, v in keys.items()})
   c.sweep.axes = Axes()
   c.quick = False
   c.quick_overrides = Axes()
   return c
+
+
+def _fresh(default: Any) -> Any:
+  """A schema default for a new config: a placeholder gets its own FieldReference (a
+  shared one would tie every config's key together)."""
+  if isinstance(default, mlc.FieldReference):
+    return mlc.config_dict.placeholder(default.get_type())
+  return default
 
 
 class Axes(Mapping):
@@ -266,7 +277,10 @@ def with_overrides(cfg: mlc.ConfigDict, overrides: Mapping[str, Any]) -> mlc.Con
 
 
 def coerce(dotted: str, default: Any, value: Any) -> Any:
-  """`value` converted to the type of the schema default, or a ConfigError."""
+  """`value` converted to the type of the schema default, or a ConfigError. A None
+  default is an unset number (a placeholder): it takes a float, or stays None."""
+  if default is None and value is not None:
+    default = 0.0
   if isinstance(default, bool):
     if isinstance(value, bool):
       return value

@@ -10,16 +10,24 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
 
 - ``train``: steps, log_every, seed (traced), eval_size, layer_probes (per-layer
   gradient norms); loss, z_loss, box_loss are the losses' (`gradlab.losses`)
-- ``regimes``: explode_factor, stall_fraction, and the init-time prediction's
-  vanish_gain, explode_gain (see `gradlab.regimes`)
+- ``regimes``: the labels' explode_factor, stall_fraction, loss_tolerance, spike_factor,
+  baseline_steps (rules and defaults justified in `gradlab.regimes`), and the init-time
+  prediction's vanish_gain, explode_gain
 - ``diagnostics``: every (sharpness by power iteration every this many steps, a
-  multiple of train.log_every; 0 = off), power_iters
+  multiple of train.log_every; 0 = off), initial (with every = 0, measure the sharpness
+  once at step 0: 'on', 'off', or 'auto' = when the init-time prediction reads it, i.e.
+  for losses with a catapult window, `gradlab.prediction.CATAPULT_MAX`), power_iters (the power
+  iteration's MAXIMUM iterations) and power_tol (it stops when the estimate's relative
+  change between iterations is at most this; each measurement records its iterations
+  and whether it converged; 0 = always run power_iters, never flagged converged)
 - ``sweep``: axes (dotted key -> list of values); chunk_size (lanes per compiled call;
   0 = chosen from memory_budget); memory_budget (bytes per device; 0 = half the device's
   memory); keep_trajectories (False: result rows only); compile_cache ('' =
   <workdir's parent>/.jax_cache, 'none' = off, else a folder); mode ('grid' or
   'boundary'); boundary_axis, boundary_rounds, dense_workdir (see
-  `gradlab.sweep.boundary`)
+  `gradlab.sweep.boundary`); replicas (seeds per grid point, run as lanes of the same
+  group: seed = train.seed + r for r = 0..replicas-1, result column `replica`; the maps
+  and report.md show each cell's majority label and its agreement)
 - ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
   the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
 
@@ -57,17 +65,31 @@ config.register_keys(
   non_negative=("eval_size", "seed"), check=_check_run_lengths)
 config.register_keys(
   "regimes",
-  dict(explode_factor=100.0, stall_fraction=0.05, vanish_gain=1e-2, explode_gain=1e2),
-  family="regimes", positive=("explode_factor", "vanish_gain", "explode_gain"),
-  non_negative=("stall_fraction",))
-config.register_keys("diagnostics", dict(every=0, power_iters=20), family="diagnostics",
-                     positive=("power_iters",))
+  dict(explode_factor=100.0, stall_fraction=0.05, loss_tolerance=0.01, spike_factor=1.25,
+       baseline_steps=50, vanish_gain=1e-2, explode_gain=1e2),
+  family="regimes",
+  positive=("explode_factor", "spike_factor", "baseline_steps", "vanish_gain", "explode_gain"),
+  non_negative=("stall_fraction", "loss_tolerance"))
+INITIAL_SHARPNESS = ("auto", "on", "off")
+
+
+def _check_initial(point: Mapping[str, Any]) -> None:
+  """diagnostics.initial is one of INITIAL_SHARPNESS."""
+  if point["diagnostics.initial"] not in INITIAL_SHARPNESS:
+    raise ConfigError(f"config key 'diagnostics.initial' is '{point['diagnostics.initial']}'"
+                      f"; known: {', '.join(INITIAL_SHARPNESS)}")
+
+
+config.register_keys("diagnostics", dict(every=0, power_iters=100, power_tol=1e-3,
+                                         initial="auto"),
+                     family="diagnostics", positive=("power_iters",),
+                     non_negative=("power_tol",), check=_check_initial)
 config.register_keys(
   "sweep",
   dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
        mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
-       dense_workdir=""),
-  family="sweep")
+       dense_workdir="", replicas=1),
+  family="sweep", positive=("replicas",))
 config.register_keys("mesh", dict(data=1), family="mesh")
 
 # The whole schema: every family's keys, defaults, ranges and checks.

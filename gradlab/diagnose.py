@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
-from gradlab.config import copy_config, make_axes, to_dict
+from gradlab.config import copy_config, flatten, make_axes, to_dict
 from gradlab.diagnostics import mean_field
 from gradlab.diagnostics.run_summary import (
   init_signal,
@@ -37,6 +37,7 @@ from gradlab.diagnostics.run_summary import (
 )
 from gradlab.losses import bound_loss, chance_loss
 from gradlab.models import build_model
+from gradlab.optim import OPTIMIZER_INFO, resolve_point
 from gradlab.sweep.grid import make_plan
 from gradlab.train import Trajectory, hparams_from_config, init_variables, train_one
 
@@ -46,8 +47,9 @@ SIGNAL_EXAMPLES = 256  # inputs the init-time signal statistics average over
 def prepare_config(cfg: mlc.ConfigDict) -> tuple[mlc.ConfigDict, list[str]]:
   """A copy of `cfg` for one diagnostic run, and notes on what was changed: sweep axes
   dropped (the run is the config's own point), ``train.layer_probes`` on, and
-  ``diagnostics.every`` set to ``train.log_every`` when 0. Validated like a sweep point
-  (one ConfigError naming the bad key)."""
+  ``diagnostics.every`` set to ``train.log_every`` when 0, unset optimizer numbers
+  resolved (`gradlab.optim.resolve_point`). Validated like a sweep point (one
+  ConfigError naming the bad key)."""
   out, notes = copy_config(cfg), []
   if len(out.sweep.axes):
     notes.append("sweep axes ignored (this is the config's single point): "
@@ -59,8 +61,13 @@ def prepare_config(cfg: mlc.ConfigDict) -> tuple[mlc.ConfigDict, list[str]]:
   if int(out.diagnostics.every) <= 0:
     out.diagnostics.every = int(out.train.log_every)
     notes.append(f"diagnostics.every was 0; set to train.log_every = {out.train.log_every}")
-  make_plan(out)
-  return out, notes
+  resolved = make_plan(out).groups[0].cfg  # validated; unset optimizer numbers filled in
+  numbers = resolve_point(flatten(out))[1]
+  own = [f"{k} = {numbers.values[k]:g}" for k in OPTIMIZER_INFO.get(out.optimizer.name).reads
+         if numbers.sources[k] in ("paper", "steps_fraction")]
+  if own:
+    notes.append(f"unset numbers take {out.optimizer.name}'s own defaults: {', '.join(own)}")
+  return resolved, notes
 
 
 def init_params(cfg: mlc.ConfigDict, num_classes: int, input_shape: tuple[int, ...],
@@ -82,8 +89,8 @@ def sharpness_reference(cfg: mlc.ConfigDict) -> dict[str, Any]:
   (`gradlab.diagnostics.run_summary.threshold_reference`: 2/lr for sgd, (2+2 beta)/lr for
   momentum, Adam's (2+2 b1)/((1-b1) lr) on the preconditioned sharpness), the trace it is
   compared with, and the formula; threshold NaN for optimizers without one."""
-  return threshold_reference(cfg.optimizer.name, float(cfg.optimizer.learning_rate),
-                             hparams_from_config(cfg))
+  hp = hparams_from_config(cfg)
+  return threshold_reference(cfg.optimizer.name, hp["learning_rate"], hp)
 
 
 def _point(cfg: mlc.ConfigDict) -> dict[str, Any]:
@@ -97,7 +104,7 @@ def _point(cfg: mlc.ConfigDict) -> dict[str, Any]:
           "width": int(cfg.model.width), "activation": cfg.model.activation,
           "sigma_w": float(cfg.init.sigma_w), "sigma_b": float(cfg.init.sigma_b),
           "sigma_w2": sigma_w2, "sigma_b2": sigma_b2, "optimizer": cfg.optimizer.name,
-          "learning_rate": float(cfg.optimizer.learning_rate), "steps": int(cfg.train.steps),
+          "learning_rate": hparams_from_config(cfg)["learning_rate"], "steps": int(cfg.train.steps),
           "dataset": cfg.data.name}
 
 

@@ -10,9 +10,13 @@ one column per swept axis, named by its dotted config key (`init.sigma_w`,
 - each combination of values of `axes[2:]` gets its own panel, titled
   "optimizer.name=adam" (`split_panels`).
 
-Runs that share a cell (several seeds) are reduced to one value: the most common
-regime, ties going to the worse regime (`cell_regimes`), and the median final loss
-with non-finite losses counted as +inf (`cell_final_loss`).
+Runs that share a cell (several seeds: ``sweep.replicas``) are reduced to one value:
+the most common regime, ties going to the worse regime (`cell_regimes`, which also
+gives the cell's agreement: the share of its runs with that label; a cell is
+*uncertain* when fewer than all of them agree), and the median final loss with
+non-finite losses counted as +inf (`cell_final_loss`). `near_boundary` marks cells
+with a neighbour of a different label; `agreement_summary` counts, per panel, the
+uncertain cells and how many of them sit next to such a boundary.
 
 Numeric axes whose values are log-spaced (`is_log_spaced`) are drawn on a log scale,
 with cells bounded by geometric midpoints (`cell_edges`) so that every cell has the
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gradlab.regimes import check_regimes, worst_common_regime
+from gradlab.regimes import STABLE, check_regimes, worst_common_regime
 
 
 def is_log_spaced(values: Iterable[float]) -> bool:
@@ -108,16 +112,71 @@ def check_frame(df: pd.DataFrame, axes: Sequence[str], columns: Sequence[str]) -
 
 
 def cell_regimes(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-  """One row per distinct combination of `axes` values: columns axes + regime, n_runs.
+  """One row per distinct combination of `axes` values: columns axes + regime, n_runs,
+  n_agree, agreement, uncertain, stability_split.
 
-  `regime` is `worst_common_regime` over the cell's runs (e.g. its seeds).
+  `regime` is `worst_common_regime` over the cell's runs (e.g. its seeds or replicas);
+  `n_agree` counts the runs with that label, `agreement` = n_agree / n_runs, and
+  `uncertain` is True when fewer than all runs agree (never for a one-run cell);
+  `stability_split` when some runs are stable (`gradlab.regimes.STABLE`) and some not.
   """
   check_frame(df, axes, ("regime",))
   check_regimes(df["regime"])
   grouped = df.groupby(list(axes), dropna=False, sort=False)["regime"]
   out = grouped.agg(worst_common_regime).to_frame("regime")
   out["n_runs"] = grouped.size()
+  out["n_agree"] = grouped.agg(lambda runs: int((runs == worst_common_regime(runs)).sum()))
+  out["agreement"] = out["n_agree"] / out["n_runs"]
+  out["uncertain"] = out["n_agree"] < out["n_runs"]
+  out["stability_split"] = grouped.agg(lambda runs: runs.isin(STABLE).nunique() > 1)
   return out.reset_index()
+
+
+def near_boundary(cells: pd.DataFrame, axes: Sequence[str]) -> np.ndarray:
+  """Per row of `cells` (one row per cell: `cell_regimes`), whether a neighbouring cell
+  of the same panel has a different `regime`. Neighbours are the cells one axis value
+  away along axes[0] or axes[1] (left, right, below, above; no diagonals), by position
+  among the sorted distinct values of each axis; cells that were never run do not count.
+  """
+  check_frame(cells, axes, ("regime",))
+  map_axes = list(axes[:2])
+  index = np.stack([AxisSpec.of(cells[a]).index(cells[a]) for a in map_axes], axis=1)
+  panel = ([tuple(k) for k in cells[list(axes[2:])].astype(str).to_numpy().tolist()]
+           if len(axes) > 2 else [()] * len(cells))
+  label = dict(zip(((p, *i) for p, i in zip(panel, index.tolist(), strict=True)),
+                   cells["regime"], strict=True))
+  out = np.zeros(len(cells), bool)
+  for row, (p, pos) in enumerate(zip(panel, index.tolist(), strict=True)):
+    mine = label[(p, *pos)]
+    for dim in range(len(map_axes)):
+      for step in (-1, 1):
+        other = list(pos)
+        other[dim] += step
+        out[row] |= label.get((p, *other), mine) != mine
+  return out
+
+
+def agreement_summary(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+  """Per panel (`split_panels` order) and in total: cells, uncertain cells (fewer than
+  all their runs agree), their fraction, uncertain cells next to a boundary
+  (`near_boundary`), and all cells next to a boundary (the base rate to compare with).
+  Columns: panel, cells, runs_per_cell (min over cells), uncertain, uncertain_fraction,
+  stability_split (uncertain cells whose runs disagree on stable vs unstable),
+  uncertain_near_boundary, near_boundary."""
+  cells = cell_regimes(df, axes)
+  cells["near_boundary"] = near_boundary(cells, axes)
+  rows = []
+  for title, part in [*split_panels(cells, axes), ("total", cells)]:
+    uncertain = part["uncertain"].to_numpy(bool)
+    near = part["near_boundary"].to_numpy(bool)
+    rows.append({"panel": title, "cells": len(part),
+                 "runs_per_cell": int(part["n_runs"].min()),
+                 "uncertain": int(uncertain.sum()),
+                 "uncertain_fraction": float(uncertain.mean()),
+                 "stability_split": int(part["stability_split"].sum()),
+                 "uncertain_near_boundary": int((uncertain & near).sum()),
+                 "near_boundary": int(near.sum())})
+  return pd.DataFrame(rows)
 
 
 def cell_final_loss(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:

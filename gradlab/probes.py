@@ -6,7 +6,9 @@ Three pieces, each a pure function over pytrees:
   norm, parameter norm, update norm, a finite flag); `all_finite` (the one copy, which
   the optimizer guards use too).
 - `Tracker`: a small functional state updated EVERY step (not only logged ones), so the
-  first non-finite step and the explosion step are exact, not rounded to `log_every`.
+  first non-finite step and the explosion step are exact, not rounded to `log_every`;
+  it carries what `gradlab.regimes.classify` needs (its rules are stated there) under
+  the thresholds of a `TrackRule`.
 - sown values: what a model sows into its 'intermediates' collection, read back as
   per-layer finite flags (`sown_flag`) and ``probe_<name>`` vectors (`sown_probes`).
 """
@@ -21,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gradlab import regimes
 from gradlab.diagnostics import onset as onset_lib
 
 
@@ -59,16 +62,40 @@ def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
 OnsetTracker = onset_lib.OnsetTracker
 
 
+class TrackRule(NamedTuple):
+  """The static thresholds the trackers apply (`gradlab.regimes` states the rules):
+  explode_factor and spike_factor (``regimes.*``), the baseline window [window_start,
+  window_stop) of `gradlab.regimes.baseline_window`, and end_start, the first step of
+  the final window (steps - window_stop)."""
+
+  explode_factor: float
+  spike_factor: float
+  window_start: int
+  window_stop: int
+  end_start: int
+
+
+def track_rule(regimes_cfg: Any, steps: int) -> TrackRule:
+  """The `TrackRule` of a config's ``regimes`` section for a run of `steps` steps."""
+  w0, w1 = regimes.baseline_window(steps, int(regimes_cfg.baseline_steps))
+  return TrackRule(float(regimes_cfg.explode_factor), float(regimes_cfg.spike_factor), w0, w1,
+                   int(steps) - w1)
+
+
 def onset_init(num_layers: int) -> OnsetTracker:
   return onset_lib.onset_tracker_init(num_layers)
 
 
 def onset_update(state: OnsetTracker, step: jax.Array, grad_norm_by_layer: jax.Array,
-                 activation_finite: jax.Array, explode_factor: float) -> OnsetTracker:
-  """Explosion onset (first step and layer whose gradient norm passed explode_factor x
-  its step-0 value) and the first non-finite layer, in the order things are computed:
-  the lowest layer whose pre-activation is non-finite (the forward pass runs first);
-  if every activation is finite, the highest layer whose gradient is non-finite
+                 activation_finite: jax.Array, rule: TrackRule, spiked: jax.Array
+                 ) -> OnsetTracker:
+  """Explosion onset and the first non-finite layer. The onset step is the run's spike
+  (`spiked`: the `Tracker` set its explosion_step at this step), its layer the one whose
+  gradient norm is largest against its own reference (its geometric mean over the
+  baseline window, or before the window closes its largest norm so far:
+  `gradlab.diagnostics.onset`). The non-finite layer, in the order things are computed:
+  the lowest layer whose pre-activation is non-finite (the forward pass runs first); if
+  every activation is finite, the highest layer whose gradient is non-finite
   (backpropagation reaches the top layers first)."""
   grad_bad = ~jnp.isfinite(grad_norm_by_layer)
   act_bad = ~activation_finite
@@ -76,45 +103,80 @@ def onset_update(state: OnsetTracker, step: jax.Array, grad_norm_by_layer: jax.A
   layer = jnp.where(jnp.any(act_bad), jnp.argmax(act_bad), n - 1 - jnp.argmax(grad_bad[::-1]))
   any_bad = jnp.any(act_bad) | jnp.any(grad_bad)
   finite_by_layer = ~((jnp.arange(n) == layer) & any_bad)
-  return onset_lib.onset_tracker_update(state, step, grad_norm_by_layer, explode_factor,
-                                        finite_by_layer=finite_by_layer, direction="forward")
+  return onset_lib.onset_tracker_update(
+    state, step, grad_norm_by_layer, rule.explode_factor, finite_by_layer=finite_by_layer,
+    direction="forward", window=(rule.window_start, rule.window_stop), trigger=spiked)
 
 
 class Tracker(NamedTuple):
-  """Running summary of the per-step loss and gradient norm.
+  """Running summary of the per-step (minibatch) loss and gradient norm, the in-scan
+  form of `gradlab.regimes.summarize` (the rules are stated there).
 
   first_nonfinite_step: first step whose loss or gradient norm is not finite (-1: none)
-  explosion_step: first step whose gradient norm exceeds explode_factor times the
-    step-0 gradient norm (-1: none)
+  explosion_step: first spike (-1: none): a step >= window_stop whose gradient norm
+    exceeds explode_factor x baseline_grad_norm, or a step >= 1 whose loss exceeds
+    spike_factor x first_loss
   initial_grad_norm: gradient norm at step 0
+  baseline_grad_norm: geometric mean of the finite gradient norms over the baseline
+    window seen so far (the largest norm so far while none is)
   max_grad_norm: largest finite gradient norm seen
   final_grad_norm: gradient norm at the last step taken
+  end_max_grad_norm: largest finite gradient norm over steps >= end_start (NaN: none)
+  first_loss: the step-0 minibatch loss
+  max_loss, max_loss_step: largest finite minibatch loss and its step
+  log_sum, window_count: sum of log gradient norms over the window, and their number
   """
 
   first_nonfinite_step: jax.Array
   explosion_step: jax.Array
   initial_grad_norm: jax.Array
+  baseline_grad_norm: jax.Array
   max_grad_norm: jax.Array
   final_grad_norm: jax.Array
+  end_max_grad_norm: jax.Array
+  first_loss: jax.Array
+  max_loss: jax.Array
+  max_loss_step: jax.Array
+  log_sum: jax.Array
+  window_count: jax.Array
 
 
 def tracker_init() -> Tracker:
   minus_one = jnp.array(-1, jnp.int32)
   zero = jnp.array(0.0, jnp.float32)
-  return Tracker(minus_one, minus_one, zero, zero, zero)
+  nan = jnp.array(jnp.nan, jnp.float32)
+  return Tracker(minus_one, minus_one, zero, zero, zero, zero, nan, zero, nan, minus_one,
+                 zero, jnp.array(0, jnp.int32))
 
 
 def tracker_update(state: Tracker, step: jax.Array, loss: jax.Array, grad_norm: jax.Array,
-                   explode_factor: float) -> Tracker:
+                   rule: TrackRule) -> Tracker:
+  """Folds step `step` in (steps come in order from 0)."""
+  f32 = jnp.float32
+  loss, grad_norm = jnp.asarray(loss, f32), jnp.asarray(grad_norm, f32)
+  step = jnp.asarray(step, jnp.int32)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  g0 = jnp.where(step == 0, grad_norm, state.initial_grad_norm)
-  first_bad = jnp.where((state.first_nonfinite_step < 0) & ~finite, step,
-                        state.first_nonfinite_step)
-  exploded = finite & (grad_norm > explode_factor * g0)
-  explosion = jnp.where((state.explosion_step < 0) & exploded, step, state.explosion_step)
+  first_loss = jnp.where(step == 0, loss, state.first_loss)
   max_norm = jnp.where(finite, jnp.maximum(state.max_grad_norm, grad_norm), state.max_grad_norm)
-  return Tracker(first_bad.astype(jnp.int32), explosion.astype(jnp.int32), g0, max_norm,
-                 grad_norm.astype(jnp.float32))
+  in_window = finite & (step >= rule.window_start) & (step < rule.window_stop)
+  log_sum = state.log_sum + jnp.where(in_window, jnp.log(jnp.maximum(grad_norm, 1e-30)), 0.0)
+  count = state.window_count + in_window.astype(jnp.int32)
+  baseline = jnp.where(count > 0, jnp.exp(log_sum / jnp.maximum(count, 1)), max_norm)
+  spiked = finite & (((step >= rule.window_stop) & (grad_norm > rule.explode_factor * baseline))
+                     | ((step >= 1) & (loss > rule.spike_factor * first_loss)))
+  at_end = finite & (step >= rule.end_start)
+  higher = finite & ~(loss <= state.max_loss)  # also replaces the initial NaN
+  return Tracker(
+    first_nonfinite_step=jnp.where((state.first_nonfinite_step < 0) & ~finite, step,
+                                   state.first_nonfinite_step),
+    explosion_step=jnp.where((state.explosion_step < 0) & spiked, step, state.explosion_step),
+    initial_grad_norm=jnp.where(step == 0, grad_norm, state.initial_grad_norm),
+    baseline_grad_norm=baseline.astype(f32), max_grad_norm=max_norm, final_grad_norm=grad_norm,
+    end_max_grad_norm=jnp.where(at_end, jnp.fmax(state.end_max_grad_norm, grad_norm),
+                                state.end_max_grad_norm),
+    first_loss=first_loss, max_loss=jnp.where(higher, loss, state.max_loss),
+    max_loss_step=jnp.where(higher, step, state.max_loss_step),
+    log_sum=log_sum, window_count=count)
 
 
 def sown_flag(sown: Mapping[str, Any], layer: str) -> jax.Array:

@@ -34,8 +34,10 @@ from gradlab.config import parse_remedies
 from gradlab.data import AUGMENTATIONS, Task, sample_batch
 from gradlab.diagnostics import hessian
 from gradlab.losses import Metrics, bound_loss, z_loss
+from gradlab.losses import resolve as resolve_loss
 from gradlab.models import build_model
-from gradlab.optim import build_optimizer
+from gradlab.optim import batch_stats, build_optimizer, evaluated_with
+from gradlab.prediction import ADAM_PRECONDITIONED, CATAPULT_MAX
 
 
 class DataArrays(NamedTuple):
@@ -65,9 +67,13 @@ class Static(NamedTuple):
   log_every: int
   batch_size: int
   explode_factor: float
+  track_rule: probes.TrackRule   # the regime trackers' thresholds (regimes.*)
   layer_probes: bool
   diag_every: int                # sharpness interval in log blocks; 0 = off
-  power_iters: int
+  power_iters: int               # the power iteration's maximum iterations
+  power_tol: float               # ... and its relative tolerance (diagnostics.power_tol)
+  initial_sharpness: bool        # measure at start (`measures_initial_sharpness`)
+  adam_preconditioned: bool      # the chain's state is Adam's second moment
   sampler: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]] | None
   augment: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: data.augment='none'
   batch_constraint: Callable[[jax.Array], jax.Array] | None
@@ -93,6 +99,9 @@ class Carry(NamedTuple):
   tracker: probes.Tracker
   onset: probes.OnsetTracker
   state: dict[str, Any]          # model collections other than params (batch_stats)
+  initial_sharpness: jax.Array | None  # (1, SHARP_COLUMNS): the step-0 sharpness row
+                                 # measured at start (diagnostics.initial, every = 0);
+                                 # None otherwise (no zero-size leaf for checkpoints)
 
 
 def make_static(cfg: mlc.ConfigDict, num_classes: int,
@@ -114,11 +123,25 @@ def make_static(cfg: mlc.ConfigDict, num_classes: int,
     objective=objective, metrics=loss_spec.metrics, z_loss_on=float(cfg.train.z_loss) > 0,
     n_logs=n_logs, tail=tail, log_every=log_every, batch_size=int(cfg.data.batch_size),
     explode_factor=float(cfg.regimes.explode_factor),
+    track_rule=probes.track_rule(cfg.regimes, steps),
     layer_probes=bool(cfg.train.layer_probes),
     diag_every=int(cfg.diagnostics.every) // log_every,
-    power_iters=int(cfg.diagnostics.power_iters), sampler=task.sampler,
+    power_iters=int(cfg.diagnostics.power_iters),
+    power_tol=float(cfg.diagnostics.power_tol),
+    initial_sharpness=measures_initial_sharpness(cfg, task),
+    adam_preconditioned=cfg.optimizer.name in ADAM_PRECONDITIONED, sampler=task.sampler,
     augment=AUGMENTATIONS.get(cfg.data.augment) if cfg.data.augment != "none" else None,
     batch_constraint=batch_constraint)
+
+
+def measures_initial_sharpness(cfg: mlc.ConfigDict, task: Task) -> bool:
+  """Whether runs measure the sharpness once at start: with ``diagnostics.every`` 0,
+  ``diagnostics.initial`` 'on', or 'auto' where the prediction reads it (the resolved
+  loss has a catapult window: `gradlab.prediction.CATAPULT_MAX`)."""
+  mode = cfg.diagnostics.initial
+  if int(cfg.diagnostics.every) or mode == "off":
+    return False
+  return mode == "on" or resolve_loss(cfg.train.loss, task.loss) in CATAPULT_MAX
 
 
 def make_lane(static: Static, hp: Mapping[str, jax.Array], key: jax.Array,
@@ -187,17 +210,18 @@ def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array, probe:
   updates the tracker (and, with layer probes, the onset tracker); a probed step also
   records `gradlab.probes.measure` and the model's probes at the params before the
   update."""
-  params, opt_state, tracker, onset, state = carry
+  params, opt_state, tracker, onset, state = carry[:5]
   xb, yb = batch_at(static, lane, step)
   collect = static.layer_probes or probe
   (loss, (new_state, act_finite, sown)), grads = jax.value_and_grad(
     functools.partial(_loss_aux, static, lane), has_aux=True)(params, state, xb, yb, collect)
   updates, opt_state = lane.tx.update(grads, opt_state, params, value=loss)
   tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
-                                  static.explode_factor)
+                                  static.track_rule)
   if static.layer_probes:
     onset = probes.onset_update(onset, step, probes.layer_norms(grads, static.layer_names),
-                                act_finite, static.explode_factor)
+                                act_finite, static.track_rule,
+                                tracker.explosion_step == step)
   record = None
   if probe:
     record = probes.measure(loss, grads, params, updates, static.probed_layers)
@@ -207,7 +231,7 @@ def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array, probe:
                                         static.objective))
     record["model_probes"] = extra
   return Carry(optax.apply_updates(params, updates), opt_state, tracker, onset,
-               new_state), record
+               new_state, carry.initial_sharpness), record
 
 
 def plain_steps(static: Static, lane: Lane, carry: Carry, first: jax.Array, count: int
@@ -234,16 +258,36 @@ def _batch_loss(static: Static, lane: Lane, state: dict[str, Any], xb: jax.Array
   return objective(static, lane.hp, apply_model(static, params, state, xb, train=True)[0], yb)
 
 
+# The columns of a sharpness row (Trajectory.sharpness* fields, in this order).
+SHARP_COLUMNS = ("sharpness_step", "sharpness", "preconditioned_sharpness", "sharpness_iters",
+                 "sharpness_converged", "preconditioned_sharpness_iters",
+                 "preconditioned_sharpness_converged")
+
+
 def block_sharpness(static: Static, lane: Lane, carry: Carry, b: jax.Array) -> jax.Array:
-  """[step, sharpness, preconditioned sharpness] of the minibatch loss at block b's
-  first step (`gradlab.diagnostics.hessian.sharpness`; NaN for non-Adam chains)."""
-  step = b * static.log_every
+  """A row of `SHARP_COLUMNS` (float32) of the minibatch loss at block b's first step:
+  the step, the sharpness and the preconditioned sharpness (NaN unless the chain's state
+  is Adam's: `static.adam_preconditioned`), each estimate's iterations and convergence
+  flag (`gradlab.diagnostics.hessian.sharpness`, up to ``diagnostics.power_iters``
+  iterations, stopping at relative change ``diagnostics.power_tol``)."""
+  step = jnp.asarray(b * static.log_every)
   xb, yb = batch_at(static, lane, step)
   batch_loss = functools.partial(_batch_loss, static, lane, carry.state, xb, yb)
   k = jax.random.fold_in(lane.diag_key, step)
-  lam, lam_p = hessian.sharpness(batch_loss, carry.params, carry.opt_state, k,
-                                 static.power_iters, lane.hp["eps"], lane.hp["b2"])
-  return jnp.stack([step.astype(jnp.float32), lam, lam_p])
+  s = hessian.sharpness(batch_loss, carry.params, carry.opt_state, k, static.power_iters,
+                        lane.hp["eps"], lane.hp["b2"], lane.hp["b1"], static.power_tol,
+                        adam=static.adam_preconditioned)
+  return jnp.stack([jnp.asarray(x, jnp.float32) for x in (
+    step, s.value, s.preconditioned, s.iters, s.converged, s.preconditioned_iters,
+    s.preconditioned_converged)])
+
+
+def initial_sharpness(static: Static, lane: Lane, carry: Carry) -> jax.Array | None:
+  """The (1, SHARP_COLUMNS) step-0 row when `static.initial_sharpness` (diagnostics off
+  but ``diagnostics.initial`` on: the init-time prediction reads it), else None."""
+  if not static.initial_sharpness:
+    return None
+  return block_sharpness(static, lane, carry, jnp.asarray(0))[None]
 
 
 def _diag_block(static: Static, lane: Lane, carry: Carry, d: jax.Array) -> tuple[Carry, Any]:
@@ -264,13 +308,13 @@ def advance(static: Static, lane: Lane, carry: Carry, first_block: jax.Array | i
   if not diag_every:
     carry, (logged_steps, records) = jax.lax.scan(block, carry,
                                                   first_block + jnp.arange(n_blocks))
-    return carry, (logged_steps, records, jnp.zeros((0, 3), jnp.float32))
+    return carry, (logged_steps, records, jnp.zeros((0, len(SHARP_COLUMNS)), jnp.float32))
   n_diag = n_blocks // diag_every
   carry, ((logged_steps, records), sharp) = jax.lax.scan(
     functools.partial(_diag_block, static, lane), carry,
     first_block // diag_every + jnp.arange(n_diag))
   logged_steps, records = jax.tree_util.tree_map(
-    lambda x: x.reshape(-1, *x.shape[2:]), (logged_steps, records))
+    lambda x: x.reshape(x.shape[0] * x.shape[1], *x.shape[2:]), (logged_steps, records))
   carry, (rest_steps, rest) = jax.lax.scan(
     block, carry, first_block + n_diag * diag_every
     + jnp.arange(n_blocks - n_diag * diag_every))
@@ -301,3 +345,25 @@ def evaluate(static: Static, lane: Lane, params: Any, state: dict[str, Any]
   metrics = dict(static.metrics(outputs, y)) if static.metrics is not None else {}
   return objective(static, lane.hp, outputs, y), {
     k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+
+def eval_state(static: Static, lane: Lane, params: Any, state: dict[str, Any],
+               first_step: jax.Array | int) -> dict[str, Any]:
+  """The model state to evaluate `params` with. When the optimizer evaluates other
+  parameters than it trains (`gradlab.optim.evaluated_with`: Gadam's iterate average,
+  schedule-free's x) and the model has BatchNorm statistics, they are recomputed for
+  `params` as SWA does (`gradlab.optim.batch_stats.recompute`): one epoch's worth of
+  training minibatches (ceil(train examples / batch size), those the training stream
+  draws at steps first_step, first_step + 1, ...), train mode, cumulative average.
+  Otherwise `state` as it is."""
+  if evaluated_with(static.opt_name) == "last" or "batch_stats" not in state:
+    return state
+
+  def apply_train(stats: Any, xb: jax.Array) -> Any:
+    return apply_model(static, params, {**state, "batch_stats": stats}, xb,
+                       train=True)[1]["batch_stats"]
+
+  n_batches = max(1, -(-lane.data.x_train.shape[0] // static.batch_size))
+  stats = batch_stats.recompute(apply_train, lambda k: batch_at(static, lane, first_step + k)[0],
+                                n_batches, state["batch_stats"])
+  return {**state, "batch_stats": stats}

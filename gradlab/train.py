@@ -37,8 +37,9 @@ from gradlab import step as step_lib
 from gradlab.config import flatten, traced_values
 from gradlab.data import CLASSIFICATION, Task
 from gradlab.defaults import TRACED_KEYS
+from gradlab.losses import resolve as resolve_loss
 from gradlab.models import Model, scale_params
-from gradlab.optim import eval_params, skip_count
+from gradlab.optim import eval_params, resolve_point, skip_count
 from gradlab.step import Carry, DataArrays, Lane, Static
 
 HPARAM_NAMES: tuple[str, ...] = tuple(k.split(".")[-1] for k in TRACED_KEYS)
@@ -79,7 +80,12 @@ class Trajectory(NamedTuple):
   skipped_steps: jax.Array       # steps a skip_nonfinite / loss_spike guard skipped
   sharpness_step: jax.Array      # (n_sharp,) steps where sharpness was measured
   sharpness: jax.Array           # (n_sharp,) top Hessian eigenvalue (minibatch loss)
-  preconditioned_sharpness: jax.Array  # (n_sharp,) Adam-family chains; NaN otherwise
+  preconditioned_sharpness: jax.Array  # (n_sharp,) Adam chains (P = Adam's, with the
+                                       # (1 - b1^(t+1)) factor); NaN otherwise
+  sharpness_iters: jax.Array     # (n_sharp,) int32 power iterations the sharpness used
+  sharpness_converged: jax.Array  # (n_sharp,) bool: reached diagnostics.power_tol
+  preconditioned_sharpness_iters: jax.Array      # (n_sharp,) the same for the
+  preconditioned_sharpness_converged: jax.Array  # preconditioned one (0 / False: none)
   tracker: probes.Tracker
   onset: probes.OnsetTracker     # explosion onset and first non-finite layer
 
@@ -93,11 +99,13 @@ class Run(NamedTuple):
   layer_names: list[str]         # the model's probed layers, in order
   diag_blocks: int               # diagnostics interval in log blocks (0 = off)
   model: Model                   # the model spec (gradlab.models.Model)
+  loss: str = ""                 # the resolved `gradlab.losses` name ('auto' -> the task's)
 
 
 def hparams_from_config(cfg: mlc.ConfigDict) -> dict[str, float]:
-  """The traced numbers of one config, by short name."""
-  return traced_values(flatten(cfg), TRACED_KEYS)
+  """The traced numbers of one config, by short name; unset optimizer numbers take the
+  optimizer's paper default, else the shared one (`gradlab.optim.resolve_point`)."""
+  return traced_values(resolve_point(flatten(cfg))[0], TRACED_KEYS)
 
 
 def make_data_arrays(dataset: Any, eval_size: int) -> DataArrays:
@@ -127,7 +135,7 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int,
   return Run(run=functools.partial(run_point, static),
              parts=functools.partial(run_parts, static), n_logs=static.n_logs,
              layer_names=list(static.layer_names), diag_blocks=static.diag_every,
-             model=static.spec)
+             model=static.spec, loss=resolve_loss(cfg.train.loss, task.loss))
 
 
 def run_parts(static: Static, hp: Mapping[str, jax.Array], key: jax.Array,
@@ -150,10 +158,12 @@ def run_point(static: Static, hp: Mapping[str, jax.Array], key: jax.Array,
 
 
 def start(static: Static, lane: Lane) -> tuple[Carry, jax.Array]:
-  """The initial carry and the eval-slice loss at init."""
+  """The initial carry and the eval-slice loss at init; the carry holds the step-0
+  sharpness row when ``diagnostics.initial`` is on and ``diagnostics.every`` is 0."""
   params, state = init_variables(static.spec, lane.init_key, lane.data.x_eval[:1], lane.hp)
   carry = Carry(params, lane.tx.init(params), probes.tracker_init(),
-                probes.onset_init(len(static.layer_names)), state)
+                probes.onset_init(len(static.layer_names)), state, None)
+  carry = carry._replace(initial_sharpness=step_lib.initial_sharpness(static, lane, carry))
   return carry, step_lib.slice_loss(static, lane, params, state)
 
 
@@ -165,8 +175,12 @@ def finish(static: Static, lane: Lane, carry: Carry, outs: Any, initial_loss: ja
   model_probes = records.pop("model_probes")
   carry = step_lib.plain_steps(static, lane, carry,
                                jnp.asarray(static.n_logs * static.log_every), static.tail)
-  params, opt_state, tracker, onset, state = carry
+  params, opt_state, tracker, onset, state = carry[:5]
+  if carry.initial_sharpness is not None:  # step 0, measured at start
+    sharp = jnp.concatenate([carry.initial_sharpness, sharp])
   evaluated = eval_params(static.opt_name, opt_state, params)  # Gadam: the iterate average
+  state = step_lib.eval_state(static, lane, evaluated, state,  # SWA's BatchNorm update
+                              jnp.asarray(static.n_logs * static.log_every + static.tail))
   final_loss = step_lib.slice_loss(static, lane, evaluated, state)
   test_loss, test_metrics = step_lib.evaluate(static, lane, evaluated, state)
   test_accuracy = test_metrics.pop("accuracy", jnp.array(jnp.nan, jnp.float32))
@@ -177,6 +191,10 @@ def finish(static: Static, lane: Lane, carry: Carry, outs: Any, initial_loss: ja
                     skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
                     sharpness_step=sharp[:, 0].astype(jnp.int32),
                     sharpness=sharp[:, 1], preconditioned_sharpness=sharp[:, 2],
+                    sharpness_iters=sharp[:, 3].astype(jnp.int32),
+                    sharpness_converged=sharp[:, 4] > 0,
+                    preconditioned_sharpness_iters=sharp[:, 5].astype(jnp.int32),
+                    preconditioned_sharpness_converged=sharp[:, 6] > 0,
                     tracker=tracker, onset=onset)
 
 

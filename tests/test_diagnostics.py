@@ -161,6 +161,39 @@ def test_preconditioned_sharpness_and_adams_preconditioner():
     H.find_adam_state(optax.sgd(0.1).init(params))
 
 
+def test_power_iteration_to_a_tolerance_converges_and_says_so():
+  """EIGS's top two are 9 and 6 (gap 2/3): with tol 1e-4 the estimate is within tol of 9
+  and flagged converged before the maximum; 3 iterations are too few (flagged not
+  converged, 3 iterations used); tol 0 runs the maximum and never claims convergence.
+  Under vmap each lane keeps its own count."""
+  loss, params, _, _ = _quadratic()
+  run = jax.jit(lambda k, n, tol: H.top_eigenvalue(lambda v: H.hvp(loss, params, v), params,
+                                                   k, n, tol), static_argnums=(1, 2))
+  good = run(jax.random.PRNGKey(0), 500, 1e-4)
+  assert bool(good.converged) and 3 < int(good.iters) < 500
+  assert abs(float(good.value) - 9.0) <= 1e-4 * 9.0
+  few = run(jax.random.PRNGKey(0), 3, 1e-4)
+  assert not bool(few.converged) and int(few.iters) == 3
+  assert abs(float(few.value) - 9.0) > 1e-4 * 9.0
+  fixed = run(jax.random.PRNGKey(0), 40, 0.0)
+  assert not bool(fixed.converged) and int(fixed.iters) == 40
+  lanes = jax.jit(jax.vmap(lambda k, t: H.power_iterate(
+    lambda v: H.hvp(loss, params, v), params, k, 500, 1e-2 * t)))(
+    jax.random.split(jax.random.PRNGKey(1), 2), jnp.array([1.0, 1e-4]))
+  assert bool(lanes.converged.all()) and int(lanes.iters[0]) < int(lanes.iters[1])
+
+
+def test_top_eigenvalue_of_a_negative_dominated_spectrum_uses_the_second_pass():
+  """Spectrum {-10, 4, 1}: power iteration lands on -10; the shifted pass finds 4 and its
+  iterations are added."""
+  a = jnp.diag(jnp.array([-10.0, 4.0, 1.0]))
+  got = H.top_eigenvalue(lambda v: a @ v, jnp.ones(3), jax.random.PRNGKey(0), 400, 1e-6)
+  assert float(got.value) == pytest.approx(4.0, rel=1e-4)
+  assert bool(got.converged)
+  one = H.power_iterate(lambda v: a @ v, jnp.ones(3), jax.random.PRNGKey(0), 400, 1e-6)
+  assert int(got.iters) > int(one.iters)
+
+
 def test_update_ratio_by_layer():
   params = {"a": {"kernel": jnp.full((2, 2), 2.0)}, "b": {"kernel": jnp.ones((3,))}}
   updates = {"a": {"kernel": jnp.full((2, 2), 0.2)}, "b": {"kernel": jnp.full((3,), -0.5)}}

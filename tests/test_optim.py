@@ -347,3 +347,42 @@ def test_chain_compiles_once_for_any_hparams(name):
   assert len(traces) == 1
   assert jitted._cache_size() == 1
   assert len(set(results)) == 4
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_unset_numbers_resolve_to_the_paper_then_the_shared_defaults(name):
+  from gradlab.optim import resolve_numbers
+
+  info = OPTIMIZER_INFO.get(name)
+  numbers = resolve_numbers(name, {}, steps=100)
+  for key in info.reads:
+    expected = info.defaults.get(key, HPARAM_DEFAULTS[key])
+    if key in info.steps_fraction:
+      expected = float(int(100 * info.steps_fraction[key]))
+    assert numbers.values[key] == expected
+    assert numbers.sources[key] == ("paper" if key in info.defaults else "steps_fraction"
+                                    if key in info.steps_fraction else "shared")
+  set_all = resolve_numbers(name, {k: 0.5 for k in info.reads}, steps=100)
+  assert all(set_all.values[k] == 0.5 and set_all.sources[k] == "config" for k in info.reads)
+
+
+def test_batch_stats_recompute_is_the_cumulative_average_of_batch_statistics():
+  """SWA's update (Izmailov et al. 2018): mean/var = average over batches of the batch
+  mean/(biased) variance, whatever the statistics were before and the EMA momentum."""
+  import flax.linen as nn
+
+  from gradlab.optim import batch_stats
+
+  bn = nn.BatchNorm(use_running_average=False, momentum=0.7)
+  xs = jax.random.normal(jax.random.PRNGKey(1), (5, 16, 3)) * jnp.arange(1.0, 4.0) + 2.0
+  stats = {"mean": jnp.full(3, 9.0), "var": jnp.full(3, 9.0)}  # stale: must not count
+  params = bn.init(jax.random.PRNGKey(0), xs[0])["params"]
+
+  def apply_train(s, x):
+    return bn.apply({"params": params, "batch_stats": s}, x, mutable=["batch_stats"]
+                    )[1]["batch_stats"]
+
+  got = jax.jit(lambda s: batch_stats.recompute(apply_train, lambda k: xs[k], 5, s))(stats)
+  x = np.asarray(xs, np.float64)
+  np.testing.assert_allclose(got["mean"], x.mean(1).mean(0), rtol=1e-5)
+  np.testing.assert_allclose(got["var"], x.var(1).mean(0), rtol=1e-4)

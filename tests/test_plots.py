@@ -157,3 +157,33 @@ def test_final_loss_map_draws_nonfinite_losses(tmp_path):
   assert (~cells["finite"]).sum() == 2 * 4 + 1
   # Every cell non-finite still draws (no colorbar, all black).
   maps.final_loss_map(df.assign(final_loss=np.nan), axes, str(tmp_path / "black.png"))
+
+
+def test_regime_map_dots_the_cells_whose_replicas_disagree(tmp_path):
+  from matplotlib.collections import PathCollection
+
+  df = _sweep(("sgd", "adam"), seeds=3)
+  flip = (df["optimizer.name"] == "adam") & (df["init.sigma_w"] == 0.5) & (df["seed"] == 0)
+  df.loc[flip & (df["optimizer.learning_rate"] == 1e-2), "regime"] = "diverged"  # 1 of 3
+  axes = ["init.sigma_w", "optimizer.learning_rate", "optimizer.name"]
+  fig = maps.regime_figure(df, axes)
+  try:
+    dots = {ax.get_title(): np.asarray(c.get_offsets()) for ax in fig.axes
+            for c in ax.collections if isinstance(c, PathCollection)}
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    title = fig.get_suptitle()
+  finally:
+    plt.close(fig)
+  assert list(dots) == ["optimizer.name=adam"]  # sgd: every cell agrees, no dot
+  np.testing.assert_allclose(dots["optimizer.name=adam"], [[0.5, 1e-2]])  # at its centre
+  assert "runs disagree\n(majority shown)" in labels
+  assert "3 runs per cell, 1 of 24 cells uncertain" in title
+  # the majority still colours the cell: 2 of 3 trained
+  cells = panels.cell_regimes(df, axes).set_index(axes)
+  assert cells.loc[(0.5, 1e-2, "adam"), "regime"] == "trained"
+  one = maps.regime_figure(_sweep(), axes[:2])
+  try:
+    assert not any(isinstance(c, PathCollection) for ax in one.axes for c in ax.collections)
+    assert "disagree" not in " ".join(t.get_text() for t in one.legends[0].get_texts())
+  finally:
+    plt.close(one)

@@ -1,51 +1,131 @@
-"""Regime labels on hand-made trajectories, and the in-scan tracker against them."""
+"""Regime labels on hand-made trajectories, the in-scan trackers against them, and the
+explosion step / layer reported only for the labels that have one."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 
-from gradlab import probes, regimes
+from gradlab import probes, regimes, results
+from gradlab.diagnostics import onset as O
 
-FACTOR, STALL = 100.0, 0.05
+FACTOR, STALL, TOL, SPIKE, K = 100.0, 0.05, 0.01, 1.25, 50
+T = 200  # steps of a hand-made run: baseline window [25, 50), final window [150, 200)
+CHANCE = float(np.log(10))
 
 
-def _label(loss, grad_norm, chance=np.inf):
-  return str(regimes.classify(regimes.summarize(loss, grad_norm, FACTOR), FACTOR, STALL, chance))
+def _summary(loss, grad):
+  return regimes.summarize(loss, grad, FACTOR, SPIKE, K)
 
 
-@pytest.mark.parametrize("loss, grad_norm, want", [
-  # loss falls by half, gradients stay tame
-  ([2.3, 1.8, 1.4, 1.15], [1.0, 1.2, 0.9, 0.8], "trained"),
-  # loss falls by 2%: less than the 5% stall fraction
-  ([2.3, 2.29, 2.27, 2.254], [1.0, 1.0, 1.0, 1.0], "stalled"),
-  # gradient norm passes 100x its initial value, loss still finite and falling
-  ([2.3, 2.0, 1.5, 1.2], [1.0, 5.0, 150.0, 2.0], "exploding"),
-  # final loss above the initial loss
-  ([2.3, 2.5, 3.0, 4.0], [1.0, 2.0, 2.0, 3.0], "exploding"),
-  # a NaN loss at step 2
-  ([2.3, 2.0, np.nan, np.nan], [1.0, 1.0, np.nan, np.nan], "diverged"),
-  # an infinite gradient with a finite loss
-  ([2.3, 2.0, 1.8, 1.7], [1.0, np.inf, 1.0, 1.0], "diverged"),
-])
-def test_every_label(loss, grad_norm, want):
-  assert _label(loss, grad_norm) == want
+def _label(loss, grad, chance=np.inf):
+  return str(regimes.classify(_summary(loss, grad), FACTOR, STALL, chance, TOL))
+
+
+def _falling(start=2.3, stop=1.0):
+  return np.geomspace(start, stop, T)
+
+
+def _noise(seed=0, scale=1.0):
+  return scale * np.exp(np.random.default_rng(seed).normal(0, 0.2, T))
+
+
+def test_baseline_window():
+  assert regimes.baseline_window(500, 50) == (25, 50)
+  assert regimes.baseline_window(200, 50) == (25, 50)
+  assert regimes.baseline_window(20, 50) == (5, 10)  # short runs: the first half
+  assert regimes.baseline_window(1, 50) == (0, 1)
+
+
+def test_trained():
+  assert _label(_falling(), _noise()) == "trained"
+
+
+def test_vanishing_start_that_trains_is_trained_not_exploding():
+  """The gradient starts at 1e-4 and wakes up to ~1 by step 12 (10^4 x its step-0 norm,
+  which the old step-0 rule called an explosion): the baseline is the awake scale."""
+  grad = _noise()
+  grad[:12] = np.geomspace(1e-4, 0.5, 12)
+  s = _summary(_falling(), grad)
+  assert s["max_grad_norm"] > 1e3 * s["initial_grad_norm"]  # what the old rule saw
+  assert 0.5 < s["baseline_grad_norm"] < 2.0
+  assert s["explosion_step"] == -1
+  assert _label(_falling(), grad) == "trained"
+
+
+def test_gradient_spike_that_recovers_is_catapult():
+  loss, grad = _falling(), _noise()
+  grad[80], loss[80] = 500.0, 3.0
+  s = _summary(loss, grad)
+  assert s["explosion_step"] == 80 and s["max_loss_step"] == 80
+  assert _label(loss, grad) == "catapult"
+
+
+def test_early_loss_catapult_is_caught_by_the_loss():
+  """Lewkowycz et al.: the loss shoots up in the first steps (inside the baseline
+  window, where the gradient is not tested), then falls below its start."""
+  loss, grad = _falling(), _noise()
+  loss[2:6] = [2.8, 6.0, 3.0, 2.5]
+  assert _summary(loss, grad)["explosion_step"] == 3  # 6.0 > 1.25 x 2.3 = 2.875; 2.8 is not
+  assert _label(loss, grad) == "catapult"
+
+
+def test_at_chance_drifting_up_by_1e4_is_stalled():
+  loss = CHANCE + np.linspace(0, 1e-4, T)
+  assert _label(loss, _noise(scale=0.1), chance=CHANCE) == "stalled"
+
+
+def test_loss_ending_5_percent_above_its_start_is_exploding():
+  loss = np.linspace(2.3, 2.3 * 1.05, T)
+  assert _label(loss, _noise()) == "exploding"
+  # but within the 1% tolerance: stalled
+  assert _label(np.linspace(2.3, 2.3 * 1.005, T), _noise()) == "stalled"
+
+
+def test_still_spiking_at_the_end():
+  """Past explode_factor x baseline in the final window: exploding if the loss did not
+  train, catapult if it did (the loss recovered)."""
+  grad = _noise()
+  grad[190] = 1e3
+  flat = np.full(T, 2.3)
+  flat[-1] = 2.25
+  assert _label(flat, grad) == "exploding"
+  assert _label(_falling(), grad) == "catapult"
+  grad[190], grad[100] = 1.0, 1e3  # a spike before the final window only
+  assert _label(flat, grad) == "stalled"
+
+
+def test_nan_is_diverged():
+  loss, grad = _falling(), _noise()
+  loss[60:], grad[60:] = np.nan, np.nan
+  assert _summary(loss, grad)["first_nonfinite_step"] == 60
+  assert _label(loss, grad) == "diverged"
+  grad = _noise()
+  grad[7] = np.inf  # an infinite gradient with a finite loss
+  assert _label(_falling(), grad) == "diverged"
 
 
 def test_chance_level_turns_shrinking_logits_into_stalled():
   # starts at 11.7 (huge initial logits), ends at chance level log(10) = 2.30
-  loss, grad_norm = [11.7, 6.0, 2.6, 2.31], [1.0, 1.0, 1.0, 1.0]
-  assert _label(loss, grad_norm) == "trained"
-  assert _label(loss, grad_norm, chance=np.log(10)) == "stalled"
-  assert _label([11.7, 5.0, 1.5, 1.2], grad_norm, chance=np.log(10)) == "trained"
+  loss = np.geomspace(11.7, 2.31, T)
+  assert _label(loss, _noise()) == "trained"
+  assert _label(loss, _noise(), chance=CHANCE) == "stalled"
+  assert _label(np.geomspace(11.7, 1.2, T), _noise(), chance=CHANCE) == "trained"
 
 
-def test_summary_steps():
-  s = regimes.summarize([2.0, 1.9, 1.8, np.nan, 1.0], [1.0, 200.0, 300.0, 1.0, np.inf], FACTOR)
-  assert s["first_nonfinite_step"] == 3
-  assert s["explosion_step"] == 1
-  assert s["max_grad_norm"] == 300.0
+def test_skip_guard_survivors_are_judged_by_their_losses():
+  summary = dict(first_nonfinite_step=np.array([7, 7, 7]), initial_loss=2.3,
+                 final_loss=np.array([1.0, 1.0, np.nan]), skipped_steps=np.array([0, 3, 3]))
+  assert list(regimes.classify(summary, FACTOR, STALL)) == ["diverged", "trained", "diverged"]
+
+
+def test_eventful_and_order():
+  assert regimes.REGIME_ORDER == ("trained", "catapult", "stalled", "exploding", "diverged")
+  assert list(regimes.eventful(["trained", "catapult", "stalled", "exploding", "diverged"])) == [
+    False, True, False, True, True]
 
 
 def test_chance_loss_is_label_entropy():
@@ -54,20 +134,79 @@ def test_chance_loss_is_label_entropy():
     -(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
 
 
-def test_tracker_matches_summarize():
-  rng = np.random.default_rng(0)
-  loss = rng.uniform(1, 3, 50)
-  grad = rng.uniform(0.5, 2, 50)
-  grad[17] = 500.0
-  loss[31] = np.inf
-  state = probes.tracker_init()
-  for t in range(50):
-    state = probes.tracker_update(state, jnp.int32(t), jnp.float32(loss[t]),
-                                  jnp.float32(grad[t]), FACTOR)
-  s = regimes.summarize(loss, grad, FACTOR)
-  assert int(state.first_nonfinite_step) == s["first_nonfinite_step"] == 31
-  assert int(state.explosion_step) == s["explosion_step"] == 17
-  # the tracker counts finite (loss, grad) pairs only, as summarize does
-  np.testing.assert_allclose(float(state.max_grad_norm), s["max_grad_norm"], rtol=1e-6)
-  np.testing.assert_allclose(float(state.initial_grad_norm), grad[0], rtol=1e-6)
-  np.testing.assert_allclose(float(state.final_grad_norm), grad[-1], rtol=1e-6)
+def _scan_tracker(loss, grad):
+  rule = probes.TrackRule(FACTOR, SPIKE, *regimes.baseline_window(len(loss), K),
+                          len(loss) - regimes.baseline_window(len(loss), K)[1])
+
+  def body(state, inputs):
+    t, loss_t, g = inputs
+    return probes.tracker_update(state, t, loss_t, g, rule), None
+
+  state, _ = jax.jit(lambda ls, gs: jax.lax.scan(body, probes.tracker_init(), (
+    jnp.arange(len(ls)), ls, gs)))(jnp.asarray(loss, jnp.float32), jnp.asarray(grad, jnp.float32))
+  return state
+
+
+@pytest.mark.parametrize("case", ["spikes", "vanishing", "loss_spike", "nonfinite"])
+def test_tracker_matches_summarize(case):
+  rng = np.random.default_rng(1)
+  loss, grad = rng.uniform(1, 2.5, T), rng.uniform(0.5, 2, T)
+  if case == "spikes":
+    grad[[17, 90, 170]] = [500.0, 300.0, 800.0]
+  elif case == "vanishing":
+    grad[:30] = np.geomspace(1e-5, 1.0, 30)
+    grad[120] = 150.0
+  elif case == "loss_spike":
+    loss[9] = 10.0
+  else:
+    loss[131] = np.inf
+  state = _scan_tracker(loss, grad)
+  s = _summary(loss, grad)
+  got = regimes.tracker_summary(state, loss[0], loss[-1])
+  for key in ("first_nonfinite_step", "explosion_step", "max_loss_step"):
+    assert int(got[key]) == s[key], key
+  for key in ("initial_grad_norm", "baseline_grad_norm", "max_grad_norm", "final_grad_norm",
+              "end_max_grad_norm", "max_loss"):
+    np.testing.assert_allclose(float(got[key]), s[key], rtol=1e-5, err_msg=key)
+  assert (regimes.classify(got, FACTOR, STALL) == regimes.classify(s, FACTOR, STALL)).all()
+
+
+def test_onset_layer_uses_the_window_reference_not_a_tiny_step0_norm():
+  """Layer 0 starts at 1e-6 and wakes to ~1 (10^6 x its step-0 norm); layer 2 spikes
+  200x its awake scale at step 80. Against step-0 norms the onset names layer 0 at the
+  wake-up; against the window reference, triggered by the run's spike, layer 2 at 80."""
+  g = np.ones((T, 3))
+  g[:10, 0] = np.geomspace(1e-6, 1.0, 10)
+  g[80, 2] = 200.0
+  window = regimes.baseline_window(T, K)
+
+  def scan(window, trigger):
+    def body(state, inputs):
+      t, row, trig = inputs
+      return O.onset_tracker_update(state, t, row, FACTOR, window=window,
+                                    trigger=None if trigger is None else trig), None
+    trig = jnp.zeros(T, bool) if trigger is None else jnp.arange(T) == trigger
+    state, _ = jax.lax.scan(body, O.onset_tracker_init(3), (jnp.arange(T), jnp.asarray(g), trig))
+    return int(state.onset_step), int(state.onset_layer), float(state.onset_ratio)
+
+  step, layer, _ = scan((0, 1), None)  # the old rule: the wake-up "explodes"
+  assert step < 10 and layer == 0
+  assert scan(window, None) == (80, 2, pytest.approx(200.0))
+  assert scan(window, 80) == (80, 2, pytest.approx(200.0))
+  assert scan(window, 3)[:2] == (3, 0)  # a loss spike before the window closes: vs max so far
+
+
+def test_explosion_step_and_layer_only_for_eventful_labels(tmp_path):
+  """A tiny real sweep from trained to exploding: explosion_step / explosion_layer are
+  filled only for catapult, exploding, diverged rows, NaN / '' for trained, stalled."""
+  from gradlab.sweep import run_sweep
+
+  cfg = tiny_config({"optimizer.learning_rate": [1e-3, 0.3, 30.0], "init.sigma_w": [0.3, 3.0]},
+                    optimizer=dict(name="sgd"))
+  run_sweep(cfg, str(tmp_path), progress=False)
+  df = results.load(str(tmp_path))
+  quiet = df["regime"].isin(["trained", "stalled"])
+  assert quiet.any() and (~quiet).any()
+  assert df.loc[quiet, "explosion_step"].isna().all()
+  assert (df.loc[quiet, "explosion_layer"] == "").all()
+  assert {"baseline_grad_norm", "end_max_grad_norm"} <= set(df.columns)

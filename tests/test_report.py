@@ -48,14 +48,20 @@ def test_write_report_counts_links_and_tables(tmp_path):
   assert path == str(tmp_path / "report.md")
   text = Path(path).read_text()
 
+  def per_regime(**n):
+    return [str(n.get(r, 0)) for r in REGIME_ORDER]
+
   counts = _table(text, "## Regime counts per panel")
-  assert counts[0] == ["panel", "trained", "stalled", "exploding", "diverged", "runs"]
-  assert counts[1] == ["optimizer.name=adam", "2", "1", "0", "0", "3"]
-  assert counts[2] == ["optimizer.name=sgd", "2", "0", "1", "1", "4"]
-  assert counts[3] == ["**total**", "4", "1", "1", "1", "7"]
+  assert counts[0] == ["panel", *REGIME_ORDER, "runs"]
+  assert counts[1] == ["optimizer.name=adam", *per_regime(trained=2, stalled=1), "3"]
+  assert counts[2] == ["optimizer.name=sgd", *per_regime(trained=2, exploding=1, diverged=1),
+                       "4"]
+  assert counts[3] == ["**total**", *per_regime(trained=4, stalled=1, exploding=1,
+                                                diverged=1), "7"]
 
   fractions = _table(text, "## Regime fractions per panel")
-  assert fractions[2] == ["optimizer.name=sgd", "0.50", "0.00", "0.25", "0.25"]
+  assert fractions[2] == ["optimizer.name=sgd", *(
+    f"{float(c) / 4:.2f}" for c in per_regime(trained=2, exploding=1, diverged=1))]
 
   best = _table(text, "## Best test accuracy per panel")
   assert best[1][:4] == ["optimizer.name=adam", "0.8500", "1", "2"]

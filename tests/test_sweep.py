@@ -39,7 +39,7 @@ def test_compiles_equal_groups_and_padding_never_reaches_results(tmp_path):
   assert sorted(df["run_id"]) == list(range(12))
   got = df.groupby(["optimizer.name", "init.sigma_w", "optimizer.learning_rate"]).size()
   assert (got == 1).all()
-  assert set(df["regime"]) <= {"trained", "stalled", "exploding", "diverged"}
+  assert set(df["regime"]) <= {"trained", "catapult", "stalled", "exploding", "diverged"}
   for col in ("seed", "first_nonfinite_step", "explosion_step", "initial_loss", "final_loss",
               "test_accuracy", "max_grad_norm", "final_grad_norm"):
     assert col in df.columns

@@ -1,6 +1,6 @@
 """Curvature of the loss: Hessian-vector products, sharpness, spectral density.
 
-Everything is jittable with static iteration counts and takes explicit PRNG keys, so it
+Everything is jittable with static (maximum) iteration counts and takes explicit PRNG keys, so it
 can run inside `lax.scan` (e.g. every k-th training step) and under `vmap` over lanes.
 
 - `hvp`: H v by forward-over-reverse differentiation, jvp of grad (Pearlmutter 1994,
@@ -10,9 +10,12 @@ can run inside `lax.scan` (e.g. every k-th training step) and under `vmap` over 
 - `preconditioned_sharpness`: lambda_max(P^{-1/2} H P^{-1/2}) = lambda_max(P^{-1} H) for
   Adam's diagonal preconditioner P (Cohen et al. 2022, "Adaptive gradient methods at the
   edge of stability"); `adam_preconditioner` builds P from Adam's state.
+- `power_iterate`: power iteration to a relative tolerance (``diagnostics.power_tol``),
+  with the iterations used and whether it converged (`PowerResult`).
 - `top_eigenvalue`: the most positive eigenvalue (a shifted second pass when power
   iteration lands on a negative one); `sharpness`: what the training scan records every
-  `diagnostics.every` steps, that and the preconditioned value for Adam-family chains.
+  `diagnostics.every` steps (and at step 0), that and the preconditioned value for
+  Adam chains, each with its iterations and convergence flag (`Sharpness`).
 - `update_ratio_by_layer`: ||update_l|| / ||params_l|| per layer.
 - `lanczos`, `ritz`, `hessian_slq`, `spectral_density`: the Hessian eigenvalue density by
   stochastic Lanczos quadrature (Ghorbani, Krishnan and Xiao 2019, "An investigation into
@@ -24,7 +27,7 @@ Compare sharpnesses with `gradlab.theory.sharpness_threshold`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +68,7 @@ def power_iteration(matvec: MatVec, like: Params, key: jax.Array, num_iters: int
 
   Converges to the eigenvalue of LARGEST MAGNITUDE at rate |lambda_2 / lambda_1| per
   iteration; for a Hessian that is the sharpness whenever lambda_max > |lambda_min|.
+  `power_iterate` stops at a tolerance and says whether it converged.
   """
   v = random_like(key, like)
   v = _tree_scale(v, 1.0 / optax.global_norm(v))
@@ -75,6 +79,54 @@ def power_iteration(matvec: MatVec, like: Params, key: jax.Array, num_iters: int
 
   v = jax.lax.fori_loop(0, num_iters, body, v)
   return _tree_dot(v, matvec(v)), v
+
+
+class PowerResult(NamedTuple):
+  """An eigenvalue estimate of `power_iterate`: the Rayleigh quotient `value`, its unit
+  `vector`, `iters` (operator applications used, int32) and `converged` (bool: the
+  relative change of the estimate fell to the tolerance before the maximum)."""
+
+  value: jax.Array
+  vector: Params
+  iters: jax.Array
+  converged: jax.Array
+
+
+def power_iterate(matvec: MatVec, like: Params, key: jax.Array, max_iters: int, tol: float,
+                  active: jax.Array | bool = True) -> PowerResult:
+  """Power iteration to a tolerance: iterate v <- A v / ||A v|| and the Rayleigh quotient
+  lam_k = v_k^T A v_k until the residual ||A v_k - lam_k v_k|| < tol |lam_k| or
+  `max_iters` operator applications (a `lax.while_loop`, so under `vmap` each lane keeps
+  the iteration where it stopped). A residual r puts an eigenvalue of A within r of lam
+  (Krylov-Weinstein; Parlett 1998, "The symmetric eigenvalue problem", thm 4.5.1), and
+  within r^2 / gap (Kato-Temple), so a converged estimate is within tol |lam| of an
+  eigenvalue. Not the relative change of lam between iterations: on a deep chaotic net
+  at init the Rayleigh quotient creeps (it changed by < 1e-3 per step at -0.03 while the
+  top eigenvalue was 1.8e3). tol = 0 runs all `max_iters` and reports not converged.
+  With `active` False nothing iterates (iters 0): `top_eigenvalue`'s optional pass."""
+  v = random_like(key, like)
+  v = _tree_scale(v, 1.0 / optax.global_norm(v))
+  w = matvec(v)
+  lam = _tree_dot(v, w)
+  nan = jnp.array(jnp.nan, lam.dtype)
+  small = lambda v, w, lam: optax.global_norm(
+    jax.tree_util.tree_map(lambda a, b: a - lam * b, w, v)) < tol * jnp.abs(lam)
+
+  def cond(c):
+    k, _, _, _, done = c
+    return (k < max_iters) & ~done & active
+
+  def body(c):
+    k, _, w, lam, _ = c
+    v = _tree_scale(w, 1.0 / jnp.maximum(optax.global_norm(w), 1e-30))
+    w = matvec(v)
+    lam = _tree_dot(v, w)
+    return k + 1, v, w, lam, small(v, w, lam)
+
+  init = (jnp.array(1, jnp.int32), v, w, lam, small(v, w, lam))
+  k, v, _, lam, done = jax.lax.while_loop(cond, body, init)
+  on = jnp.asarray(active)
+  return PowerResult(jnp.where(on, lam, nan), v, jnp.where(on, k, 0), done & on)
 
 
 def top_hessian_eigenvalue(loss_fn: LossFn, params: Params, key: jax.Array,
@@ -128,37 +180,66 @@ def has_adam_state(opt_state: Any) -> bool:
   return True
 
 
-def top_eigenvalue(matvec: MatVec, like: Params, key: jax.Array, num_iters: int) -> jax.Array:
-  """The largest (most positive) eigenvalue by power iteration. Power iteration finds
+def top_eigenvalue(matvec: MatVec, like: Params, key: jax.Array, max_iters: int,
+                   tol: float = 0.0) -> PowerResult:
+  """The largest (most positive) eigenvalue by `power_iterate`. Power iteration finds
   the largest in MAGNITUDE, lam1; when lam1 < 0 a second pass on (H - lam1 I), whose
-  largest-magnitude eigenvalue is lambda_max - lam1 >= 0, recovers lambda_max."""
-  lam1, _ = power_iteration(matvec, like, key, num_iters)
+  largest-magnitude eigenvalue is lambda_max - lam1 >= 0, recovers lambda_max (and its
+  iterations are added; `converged` is that of the pass whose value is returned)."""
+  first = power_iterate(matvec, like, key, max_iters, tol)
+  lam1 = first.value
   shifted = lambda v: jax.tree_util.tree_map(lambda a, b: a - lam1 * b, matvec(v), v)
-  lam2, _ = power_iteration(shifted, like, jax.random.fold_in(key, 1), num_iters)
-  return jnp.where(lam1 >= 0, lam1, lam2 + lam1)
+  second = power_iterate(shifted, like, jax.random.fold_in(key, 1), max_iters, tol,
+                         active=lam1 < 0)
+  positive = lam1 >= 0
+  return PowerResult(jnp.where(positive, lam1, second.value + lam1),
+                     jax.tree_util.tree_map(lambda a, b: jnp.where(positive, a, b),
+                                            first.vector, second.vector),
+                     first.iters + second.iters,
+                     jnp.where(positive, first.converged, second.converged))
+
+
+class Sharpness(NamedTuple):
+  """What `sharpness` measures: the top Hessian eigenvalue and, for Adam's chains, the
+  preconditioned one (NaN otherwise), each with its iterations and convergence flag."""
+
+  value: jax.Array
+  iters: jax.Array
+  converged: jax.Array
+  preconditioned: jax.Array
+  preconditioned_iters: jax.Array
+  preconditioned_converged: jax.Array
 
 
 def sharpness(loss_fn: LossFn, params: Params, opt_state: Any, key: jax.Array,
-              num_iters: int, eps: jax.Array, b2: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(lambda_max(H), lambda_max(P^-1/2 H P^-1/2)) of `loss_fn` at `params` by
-  `top_eigenvalue`: the sharpness (Cohen et al. 2021) and, for an Adam-family chain
-  (`opt_state` holds a ScaleByAdamState; NaN otherwise), the preconditioned sharpness
-  of Cohen et al. 2022 with Adam's P = sqrt(nu_hat) + eps (`eps`, `b2`: the chain's).
-  Before Adam's first step nu = 0: P is the preconditioner that step will use,
-  nu_hat = g^2 (P = |g| + eps), so the init-time value is defined."""
-  lam = top_eigenvalue(lambda v: hvp(loss_fn, params, v), params, key, num_iters)
-  if not has_adam_state(opt_state):
-    return lam, jnp.array(jnp.nan, jnp.float32)
-  adam = find_adam_state(opt_state)
+              max_iters: int, eps: jax.Array, b2: jax.Array, b1: jax.Array | None = None,
+              tol: float = 0.0, adam: bool | None = None) -> Sharpness:
+  """lambda_max(H) of `loss_fn` at `params` by `top_eigenvalue` (Cohen et al. 2021) and,
+  for an Adam chain (`adam`: the chain's state is Adam's second moment; None: whether
+  `opt_state` holds a ScaleByAdamState), the preconditioned sharpness
+  lambda_max(P^-1/2 H P^-1/2) of Cohen et al. 2022 (sec. 2) with
+  P = (1 - b1^(t+1)) (sqrt(nu_hat) + eps) (`adam_preconditioner`; without `b1` the
+  factor is left out). Before Adam's first step nu = 0: P is the preconditioner that step
+  will use, nu_hat = g^2 (P = (1 - b1) (|g| + eps)), so the init-time value is defined.
+  Each estimate stops at relative change `tol` or `max_iters` (`power_iterate`)."""
+  top = top_eigenvalue(lambda v: hvp(loss_fn, params, v), params, key, max_iters, tol)
+  adam = has_adam_state(opt_state) if adam is None else adam
+  if not adam:
+    nan = jnp.array(jnp.nan, jnp.float32)
+    return Sharpness(top.value, top.iters, top.converged, nan, jnp.array(0, jnp.int32),
+                     jnp.array(False))
+  state = find_adam_state(opt_state)
   g = jax.grad(loss_fn)(params)
+  first_scale = 1.0 - b1 if b1 is not None else 1.0
   pre = jax.tree_util.tree_map(
-    lambda p_, g_: jnp.where(adam.count == 0, jnp.abs(g_) + eps, p_),
-    adam_preconditioner(adam.nu, adam.count, b2, eps), g)
+    lambda p_, g_: jnp.where(state.count == 0, first_scale * (jnp.abs(g_) + eps), p_),
+    adam_preconditioner(state.nu, state.count, b2, eps, b1), g)
   inv_sqrt = jax.tree_util.tree_map(jax.lax.rsqrt, pre)
   mul = lambda a, c: jax.tree_util.tree_map(jnp.multiply, a, c)
-  lam_p = top_eigenvalue(lambda v: mul(inv_sqrt, hvp(loss_fn, params, mul(inv_sqrt, v))),
-                         params, key, num_iters)
-  return lam, lam_p
+  pre_top = top_eigenvalue(lambda v: mul(inv_sqrt, hvp(loss_fn, params, mul(inv_sqrt, v))),
+                           params, key, max_iters, tol)
+  return Sharpness(top.value, top.iters, top.converged, pre_top.value, pre_top.iters,
+                   pre_top.converged)
 
 
 def update_ratio_by_layer(updates: Params, params: Params, layer_names: Sequence[str]

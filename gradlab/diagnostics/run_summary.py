@@ -113,13 +113,10 @@ def summarize_run(cfg: mlc.ConfigDict, traj: Any, layer_names: list[str], chance
   """The run's summary, curves, sharpness and onset sections of the diagnostics, from its
   `gradlab.train.Trajectory` (on the host) and its `threshold_reference`."""
   tr, on = traj.tracker, traj.onset
-  summary = {"first_nonfinite_step": int(tr.first_nonfinite_step),
-             "initial_grad_norm": float(tr.initial_grad_norm),
-             "max_grad_norm": float(tr.max_grad_norm),
-             "initial_loss": float(traj.initial_loss), "final_loss": float(traj.final_loss),
-             "skipped_steps": int(traj.skipped_steps)}
-  regime = str(regimes.classify(summary, cfg.regimes.explode_factor,
-                                cfg.regimes.stall_fraction, chance))
+  summary = {k: v.item() for k, v in regimes.tracker_summary(
+    tr, traj.initial_loss, traj.final_loss, traj.skipped_steps).items()}
+  regime = str(regimes.classify_with(summary, cfg.regimes, chance))
+  eventful = regime in regimes.EVENTFUL  # explosion step / layer only for these labels
   ref = dict(reference)
   compared = np.asarray(getattr(traj, ref["compared"]), np.float64)
   ratio = compared / ref["threshold"] if np.isfinite(ref["threshold"]) else compared * np.nan
@@ -137,12 +134,12 @@ def summarize_run(cfg: mlc.ConfigDict, traj: Any, layer_names: list[str], chance
                   "ratio_to_threshold": ratio,
                   "max_ratio_to_threshold": float(np.nanmax(ratio)) if ratio.size
                   and np.any(np.isfinite(ratio)) else None},
-    "onset": {"explosion_step": _step(on.onset_step),
-              "explosion_layer": _layer(layer_names, on.onset_layer),
-              "explosion_ratio": float(on.onset_ratio),
+    "onset": {"explosion_step": _step(on.onset_step) if eventful else None,
+              "explosion_layer": _layer(layer_names, on.onset_layer) if eventful else None,
+              "explosion_ratio": float(on.onset_ratio) if eventful else None,
               "first_nonfinite_step": _step(on.nonfinite_step),
               "first_nonfinite_layer": _layer(layer_names, on.nonfinite_layer),
-              "grad_norm_explosion_step": _step(tr.explosion_step),
+              "spike_step": _step(tr.explosion_step),
               "loss_or_grad_nonfinite_step": _step(tr.first_nonfinite_step)},
   }
 

@@ -187,11 +187,13 @@ def conv_layer_names(depth: int) -> list[str]:
 
 @MODELS.register("cnn")
 def build_cnn(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
+  convs = conv_layer_names(int(model_cfg.depth))
   return Model(CNN(**trunk_kwargs(model_cfg, init_family, num_outputs)),
-               [*conv_layer_names(int(model_cfg.depth)), "readout"])
+               [*convs, "readout"], hidden_layers=tuple(convs))
 
 
 @MODELS.register("cnn_localizer")
 def build_cnn_localizer(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
+  convs = conv_layer_names(int(model_cfg.depth))  # the trunk; the two heads are not hidden
   return Model(CNNLocalizer(**trunk_kwargs(model_cfg, init_family, num_outputs)),
-               [*conv_layer_names(int(model_cfg.depth)), "box_head", "readout"])
+               [*convs, "box_head", "readout"], hidden_layers=tuple(convs))

@@ -67,6 +67,7 @@ def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
     use_bias=bool(model_cfg.use_bias),
     init_family=init_family,
   )
-  return Model(model, mlp_layer_names(int(model_cfg.depth)))
+  names = mlp_layer_names(int(model_cfg.depth))
+  return Model(model, names, hidden_layers=tuple(names[:-1]))  # dense_0 .. dense_{L-1}
 
 

@@ -39,12 +39,17 @@ class Model(NamedTuple):
     report per layer; the last is the readout.
   scale_rule: which traced scales multiply which parameter (None: `default_scale_rule`).
   probe_fn: optional gradient probe run at every logged step (docs/extending.md).
+  hidden_layers: the layers (a subset of layer_names, in depth order) through which the
+    backward pass compounds, so that ||grad first|| / ||grad last|| at init is the depth
+    gain the init-time prediction reads (`gradlab.prediction`). () where it means nothing
+    (residual streams, recurrence through time, a single layer): the gain is then NaN.
   """
 
   module: nn.Module
   layer_names: list[str]
   scale_rule: ScaleRule | None = None
   probe_fn: ProbeFn | None = None
+  hidden_layers: tuple[str, ...] = ()
 
 
 def default_scale_rule(path: tuple[str, ...]) -> tuple[str, ...]:

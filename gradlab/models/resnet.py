@@ -145,4 +145,6 @@ def build_resnet(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
                   kernel_size=int(model_cfg.kernel_size), activation=model_cfg.activation,
                   norm=norm, residual_init=residual_init, use_bias=bool(model_cfg.use_bias),
                   init_family=init_family)
+  # hidden_layers (): the skip connections carry the gradient past every block, so the
+  # first/last block ratio measures no compounding through depth
   return Model(module, resnet_layer_names(depth))

@@ -287,6 +287,8 @@ def build_rnn(cell: str, model_cfg: Any, init_family: str, num_outputs: int,
                readout=readout, init_family=init_family, recurrent_family=family,
                forget_bias=float(_option(init_cfg, "forget_bias", 0.0)),
                use_bias=bool(_option(model_cfg, "use_bias", True)))
+  # hidden_layers (): gradients compound through TIME (the through-time probe), not
+  # across the few stacked layers
   return Model(module=module, layer_names=rnn_layer_names(int(model_cfg.depth)),
                scale_rule=rnn_scale_rule, probe_fn=through_time_probe(module))
 

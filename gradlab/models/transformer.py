@@ -301,6 +301,7 @@ def _build(model_cfg: Any, init_family: str, num_outputs: int, causal: bool, poo
     scale_residual=bool(model_cfg.scale_residual), causal=causal, pool=pool,
     activation=model_cfg.activation, use_bias=bool(model_cfg.use_bias),
     init_family=init_family)
+  # hidden_layers (): the residual stream carries the gradient past every block
   return Model(module=module, layer_names=layer_names(depth),
                scale_rule=transformer_scale_rule, probe_fn=None)
 

@@ -1,4 +1,5 @@
-"""config -> optax chain: base optimizers by name, Gadam, remedies, schedules, guards.
+"""config -> optax chain: base optimizers by name, Gadam, remedies, schedules, guards,
+and the numbers a run uses (set, else the optimizer's paper default: `paper`).
 
 Importing this package registers every optimizer (`OPTIMIZERS`), remedy (`REMEDIES`)
 and schedule (`SCHEDULES`).
@@ -11,8 +12,15 @@ from gradlab.optim.chain import (
   chain_hparam_keys,
   eval_params,
   evaluated_with,
-  paper_hparams,
   skip_count,
+)
+from gradlab.optim.paper import (
+  OptimizerNumbers,
+  group_numbers,
+  number_columns,
+  paper_hparams,
+  resolve_numbers,
+  resolve_point,
 )
 from gradlab.optim.registry import OPTIMIZER_INFO, OPTIMIZERS
 from gradlab.optim.remedies import REMEDIES
@@ -22,12 +30,17 @@ __all__ = [
   "HPARAM_DEFAULTS",
   "OPTIMIZERS",
   "OPTIMIZER_INFO",
+  "OptimizerNumbers",
   "REMEDIES",
   "SCHEDULES",
   "build_optimizer",
   "chain_hparam_keys",
   "eval_params",
   "evaluated_with",
+  "group_numbers",
+  "number_columns",
   "paper_hparams",
+  "resolve_numbers",
+  "resolve_point",
   "skip_count",
 ]

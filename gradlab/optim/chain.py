@@ -42,11 +42,6 @@ Builder = Callable[[Hparams], optax.GradientTransformationExtraArgs]
 HPARAM_DEFAULTS: dict[str, float] = {**OPTIMIZER_HPARAMS, **REMEDY_HPARAMS, **SCHEDULE_HPARAMS}
 
 
-def paper_hparams(name: str) -> dict[str, float]:
-  """`HPARAM_DEFAULTS` with optimizer `name`'s paper defaults laid over it."""
-  return {**HPARAM_DEFAULTS, **OPTIMIZER_INFO.get(name).defaults}
-
-
 def _remedy_names(remedy_names: Sequence[str], clip_enabled: bool,
                   skip_nonfinite: bool) -> tuple[str, ...]:
   if isinstance(remedy_names, str):

@@ -12,7 +12,13 @@ on, keeps the arithmetic mean of the iterates, updated every k steps:
 where w_t is the parameter vector after t updates (the initial w_0 is never averaged).
 Training continues from w_t; evaluation uses w_avg (`gradlab.optim.eval_params`).
 Both T_avg (``hp['average_start']``) and k (``hp['average_every']``) are TRACED: they
-are rounded to integers inside the step and k is floored at 1.
+are rounded to integers inside the step and k is floored at 1. Unset, T_avg is half of
+``train.steps`` (rounded down; `gradlab.optim.resolve_numbers`): the average leaves out
+the early transient, as SWA starts late in training (Izmailov et al. 2018, sec. 3.2);
+set ``optimizer.average_start=0`` to average from the first update.
+
+A model with BatchNorm is evaluated with statistics recomputed for w_avg (SWA's rule,
+Izmailov et al. 2018 sec. 3.2): `gradlab.step.recompute_batch_stats`.
 """
 
 from __future__ import annotations
@@ -85,7 +91,8 @@ def gadam_transform(learning_rate: Any, b1: Any = 0.9, b2: Any = 0.999, eps: Any
 
 
 @register("gadam", ["learning_rate", "b1", "b2", "eps", "weight_decay", "average_start",
-                    "average_every"], "Granziol et al. 2020 (arXiv:2003.01247)")
+                    "average_every"], "Granziol et al. 2020 (arXiv:2003.01247)",
+          steps_fraction={"average_start": 0.5})
 def gadam(hp: Hparams) -> optax.GradientTransformation:
   """Gadam (Granziol et al. 2020): AdamW steps; evaluation uses the iterate average from
   step average_start on, every average_every steps (both traced)."""

@@ -2,7 +2,9 @@
 
 `write_report` writes WORKDIR/report.md with the number of runs, the swept axes and
 their values, regime counts and fractions per panel (a panel is one combination of
-values of `axes[2:]`, as in `gradlab.panels`), the best test accuracy per panel with
+values of `axes[2:]`, as in `gradlab.panels`), where cells hold several runs
+(``sweep.replicas``) how many cells are uncertain and whether they sit next to a
+boundary (`gradlab.panels.agreement_summary`), the best test accuracy per panel with
 the axis values that reached it, the LR sensitivity (`gradlab.report.sensitivity`),
 links to the figures, and any extra markdown.
 """
@@ -16,7 +18,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from gradlab.panels import format_value, is_log_spaced, split_panels
+from gradlab.panels import (
+  agreement_summary,
+  cell_regimes,
+  format_value,
+  is_log_spaced,
+  near_boundary,
+  split_panels,
+)
 from gradlab.regimes import REGIME_ORDER, check_regimes
 from gradlab.report import sensitivity
 from gradlab.report.markdown import markdown_table
@@ -50,6 +59,7 @@ def write_report(
     "",
     *_axes_section(df, axes),
     *_regime_sections(panels),
+    *_agreement_section(df, axes),
     *_accuracy_section(panels, axes),
     *sensitivity.report_section(df, axes),
     *_figures_section(workdir, figures),
@@ -101,6 +111,69 @@ def _regime_sections(panels: list[tuple[str, pd.DataFrame]]) -> list[str]:
     *markdown_table(["panel", *REGIME_ORDER], fraction_rows),
     "",
   ]
+
+
+def _agreement_section(df: pd.DataFrame, axes: Sequence[str], max_listed: int = 10
+                       ) -> list[str]:
+  """Uncertain cells (fewer than all their runs agree) per panel and overall, and how
+  many of them sit next to a boundary; nothing when every cell holds one run."""
+  if not axes or int(df.groupby(list(axes), dropna=False).size().max()) < 2:
+    return []
+  table = agreement_summary(df, axes)
+  shown = table if len(table) > 2 else table.iloc[:1]
+  rows = [["**total**" if r.panel == "total" else r.panel, r.cells, r.runs_per_cell,
+           r.uncertain, f"{r.uncertain_fraction:.2f}", r.stability_split,
+           r.uncertain_near_boundary, r.near_boundary] for r in shown.itertuples()]
+  total = table.iloc[-1]
+  n_unc, n_cells = int(total["uncertain"]), int(total["cells"])
+  near_unc, near_all = int(total["uncertain_near_boundary"]), int(total["near_boundary"])
+  lines = [
+    "## Agreement between replicas",
+    "",
+    "Each cell's label is the majority of its runs (seeds; ties go to the worse label). "
+    "A cell is *uncertain* when fewer than all its runs agree (a dot on the regime map); "
+    "it is *next to a boundary* when a neighbouring cell (one value away along "
+    f"`{axes[0]}`" + (f" or `{axes[1]}`" if len(axes) > 1 else "") + ", same panel) has a "
+    "different majority label. *Stable/unstable split*: uncertain cells whose runs "
+    "disagree on stability (some exploding or diverged, some not), the disagreement "
+    "the boundary search and the stable-lr tables see.",
+    "",
+    *markdown_table(["panel", "cells", "runs per cell", "uncertain", "uncertain fraction",
+                     "stable/unstable split", "uncertain next to a boundary",
+                     "cells next to a boundary"], rows),
+    "",
+    f"**Uncertain cells: {n_unc} of {n_cells} ({_percent(n_unc, n_cells)}).** "
+    f"{near_unc} of them ({_percent(near_unc, n_unc)}) sit next to a boundary, where "
+    f"{near_all} of all {n_cells} cells ({_percent(near_all, n_cells)}) do.",
+    "",
+    *_label_mixes(df, axes),
+  ]
+  cells = cell_regimes(df, axes)
+  away = cells[cells["uncertain"].to_numpy(bool) & ~near_boundary(cells, axes)]
+  if len(away):
+    lines += [f"Uncertain cells away from any boundary ({len(away)}"
+              + (f", first {max_listed}" if len(away) > max_listed else "") + "):", ""]
+    for _, cell in away.head(max_listed).iterrows():
+      where = ", ".join(f"`{a}`={format_value(cell[a])}" for a in axes)
+      lines.append(f"- {where}: {cell['regime']} ({cell['n_agree']} of {cell['n_runs']})")
+    lines.append("")
+  return lines
+
+
+def _label_mixes(df: pd.DataFrame, axes: Sequence[str]) -> list[str]:
+  """How often each set of labels occurs among the uncertain cells (e.g. 'stalled +
+  exploding: 12 cells'), each set listed best to worst (`REGIME_ORDER`)."""
+  mixes = df.groupby(list(axes), dropna=False)["regime"].agg(
+    lambda runs: " + ".join(r for r in REGIME_ORDER if r in set(runs)))
+  counts = mixes[mixes.str.contains(" + ", regex=False)].value_counts()
+  if counts.empty:
+    return []
+  text = "; ".join(f"{mix}: {n} cell{'s' * (n != 1)}" for mix, n in counts.items())
+  return [f"Labels mixed in the uncertain cells: {text}.", ""]
+
+
+def _percent(part: int, whole: int) -> str:
+  return f"{100.0 * part / whole:.0f}%" if whole else "n/a"
 
 
 def _accuracy_section(panels: list[tuple[str, pd.DataFrame]], axes: Sequence[str]) -> list[str]:

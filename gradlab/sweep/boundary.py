@@ -1,10 +1,10 @@
 """Boundary search: where along one axis does training stop being stable?
 
 With ``sweep.mode = 'boundary'``, instead of a dense grid, gradlab brackets, for every
-point of the other axes at once, the boundary between *stable* (trained or stalled) and
-*unstable* (exploding or diverged) along one traced axis, ``sweep.boundary_axis``
-(default the learning rate). The min and max of that axis's values are the initial
-bracket; the search is on a log scale when both are positive.
+point of the other axes at once, the boundary between *stable* (a label of
+`gradlab.regimes.STABLE`) and *unstable* (exploding or diverged) along one traced axis,
+``sweep.boundary_axis`` (default the learning rate). The min and max of that axis's
+values are the initial bracket; the search is on a log scale when both are positive.
 
 `bisect` is a vectorized bisection: every outer point bisects together for a fixed
 number of rounds (``sweep.boundary_rounds``), so each call evaluates all points through
@@ -21,6 +21,12 @@ the two ends, k for the k-th bisection round, and `boundary_point`: the index of
 outer point), so a rerun into the same workdir resumes the search where it stopped.
 `boundary.csv` holds, per outer point, its axis values and lo, hi, estimate, status;
 `boundary.json` the run counts.
+
+With ``sweep.replicas = R`` every evaluation of an outer point is R runs (seeds
+train.seed + r, lanes of the same group) and the point counts as stable when the
+majority of its replicas is (`replica_majority`: more than R/2 stable; a tie is
+unstable). Run ids are then call * (outer points * R) + point * R + r, and the rows
+carry a `replica` column beside `boundary_point`.
 """
 
 from __future__ import annotations
@@ -98,9 +104,20 @@ def bisect(evaluate: Callable[[np.ndarray], np.ndarray], lo: float | np.ndarray,
   return Boundary(lo, hi, estimate, status, n_runs=n_points * (2 + rounds))
 
 
-def dense_runs_for_same_resolution(n_points: int, rounds: int) -> int:
-  """Runs a dense grid needs for the bisection's resolution: 2^rounds + 1 per point."""
-  return n_points * (2**rounds + 1)
+def replica_majority(stable: np.ndarray, replicas: int) -> np.ndarray:
+  """Per outer point, whether the majority of its `replicas` runs was stable.
+
+  `stable` holds one flag per run, point-major (point * replicas + r, as the plan numbers
+  them); a point is stable when more than half its replicas are, so a tie (R even) counts
+  as unstable, as `gradlab.regimes.worst_common_regime` sends ties to the worse label."""
+  flags = np.asarray(stable, bool).reshape(-1, int(replicas))
+  return 2 * flags.sum(axis=1) > int(replicas)
+
+
+def dense_runs_for_same_resolution(n_points: int, rounds: int, replicas: int = 1) -> int:
+  """Runs a dense grid needs for the bisection's resolution: 2^rounds + 1 per point
+  (times its replicas)."""
+  return n_points * (2**rounds + 1) * int(replicas)
 
 
 def resolution(lo: float, hi: float, rounds: int, log: bool) -> float:
@@ -119,23 +136,27 @@ def outer_plan(cfg: mlc.ConfigDict) -> grid.Plan:
 
 
 def _round_group(group: grid.Group, call: int, n_outer: int, axis: str,
-                 values: np.ndarray, positions: list[int]) -> grid.Group:
-  """The runs of call `call` for the outer points of `group` at `positions`: the axis set
-  to `values[outer point]`, run_id = call * n_outer + outer point."""
+                 values: np.ndarray, positions: list[int], replicas: int = 1) -> grid.Group:
+  """The runs of call `call` for the outer runs of `group` at `positions`: the axis set
+  to `values[outer point]` (outer point = outer run id // replicas), run_id = call *
+  n_outer + outer run id (`n_outer`: the outer plan's runs, replicas included)."""
   sub = group.subset(positions)
   short = axis.split(".")[-1]
   outer_ids = list(sub.run_ids)
+  points = [i // replicas for i in outer_ids]
   sub.run_ids = [call * n_outer + i for i in outer_ids]
-  sub.hparams = {**sub.hparams, short: [float(values[i]) for i in outer_ids]}
+  sub.hparams = {**sub.hparams, short: [float(values[p]) for p in points]}
   if short == "decay_steps":  # 0 means train.steps, as in config.traced_values
     sub.hparams[short] = [v if v > 0 else float(group.cfg.train.steps)
                           for v in sub.hparams[short]]
-  if axis == "train.seed":
-    sub.seeds = [int(values[i]) for i in outer_ids]
-  sub.axis_values = [{**av, axis: float(values[i])} for av, i in zip(sub.axis_values,
-                                                                       outer_ids, strict=True)]
-  sub.extra = {"boundary_round": [max(call - 1, 0)] * len(outer_ids),
-               "boundary_point": outer_ids}
+  if axis == "train.seed":  # the replicas of a point keep their offsets r
+    sub.seeds = [int(values[p]) + i % replicas for p, i in zip(points, outer_ids, strict=True)]
+    sub.hparams[short] = [float(seed) for seed in sub.seeds]
+  sub.axis_values = [{**av, axis: float(values[p])} for av, p in zip(sub.axis_values,
+                                                                       points, strict=True)]
+  kept = {k: v for k, v in sub.extra.items() if k != axis}  # the axis column is the value
+  sub.extra = {**kept, "boundary_round": [max(call - 1, 0)] * len(outer_ids),
+               "boundary_point": points}
   return sub
 
 
@@ -154,7 +175,8 @@ def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: b
   lo, hi = min(ends), max(ends)
   log_scale = lo > 0
   outer = outer_plan(cfg)
-  n_outer = outer.n_points
+  replicas = int(cfg.sweep.replicas)
+  n_outer = outer.n_points  # runs per call: outer points x replicas
   n_total = n_outer * (2 + rounds)
   axes = list(cfg.sweep.axes)
   meta = {"axes": axes, "n_points": n_total, "mode": "boundary",
@@ -186,33 +208,37 @@ def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: b
     new = np.full(n_outer, -1, np.int8)
     for group in outer.groups:
       positions = [p for p, i in enumerate(group.run_ids) if codes[ids[i]] < 0]
-      for rows in executor.run(_round_group(group, c, n_outer, axis, values, positions)):
-        new[rows["boundary_point"].to_numpy(int)] = rows["regime"].isin(STABLE).to_numpy()
+      todo = _round_group(group, c, n_outer, axis, values, positions, replicas)
+      for rows in executor.run(todo):
+        new[rows["run_id"].to_numpy(int) - c * n_outer] = rows["regime"].isin(STABLE).to_numpy()
     codes[ids] = np.maximum(codes[ids], mesh_lib.gather_max(new))
-    return codes[ids] == 1
+    return replica_majority(codes[ids] == 1, replicas)
 
-  found = bisect(evaluate, lo, hi, n_outer, rounds, log_scale)
+  n_points = n_outer // replicas
+  found = bisect(evaluate, lo, hi, n_points, rounds, log_scale)
+  found.n_runs *= replicas
   bar.close()
   if jax.process_index() == 0:
-    write_boundary(workdir, outer, found, axis, lo, hi, rounds, log_scale)
+    write_boundary(workdir, outer, found, axis, lo, hi, rounds, log_scale, replicas)
   mesh_lib.barrier("gradlab-boundary-done")
   stats.boundary = found
   stats.wall_seconds = time.perf_counter() - t_start
   log.info("boundary search: %d runs; a dense grid of the same resolution needs %d",
-           found.n_runs, dense_runs_for_same_resolution(n_outer, rounds))
+           found.n_runs, dense_runs_for_same_resolution(n_points, rounds, replicas))
   return stats
 
 
 def write_boundary(workdir: str, outer: grid.Plan, found: Boundary, axis: str, lo: float,
-                   hi: float, rounds: int, log_scale: bool) -> None:
+                   hi: float, rounds: int, log_scale: bool, replicas: int = 1) -> None:
   """boundary.csv (one row per outer point) and boundary.json (the run counts)."""
-  n_outer = outer.n_points
+  n_outer = outer.n_points // replicas
   rows: dict[str, Any] = {"boundary_point": np.arange(n_outer),
                           "group": np.zeros(n_outer, int)}
   for key in outer.axes:
     rows[key] = [None] * n_outer
   for group in outer.groups:
-    for i, values in zip(group.run_ids, group.axis_values, strict=True):
+    for run_id, values in zip(group.run_ids, group.axis_values, strict=True):
+      i = run_id // replicas
       rows["group"][i] = group.index
       for key in outer.axes:
         rows[key][i] = values[key]
@@ -223,8 +249,10 @@ def write_boundary(workdir: str, outer: grid.Plan, found: Boundary, axis: str, l
   results.write_csv(path, table)
   results.write_json(os.path.join(workdir, BOUNDARY_JSON), {
     "axis": axis, "bracket": [lo, hi], "log_scale": log_scale, "rounds": rounds,
-    "outer_axes": list(outer.axes), "outer_points": n_outer, "runs": found.n_runs,
-    "dense_runs_for_same_resolution": dense_runs_for_same_resolution(n_outer, rounds),
+    "outer_axes": list(outer.axes), "outer_points": n_outer, "replicas": replicas,
+    "runs": found.n_runs,
+    "dense_runs_for_same_resolution": dense_runs_for_same_resolution(n_outer, rounds,
+                                                                     replicas),
     "resolution": resolution(lo, hi, rounds, log_scale),
     "resolution_kind": "ratio hi/lo" if log_scale else "difference hi - lo",
     "status_counts": {str(k): int(v) for k, v in

@@ -280,7 +280,7 @@ class Executor:
       real = lanes < chunk.size
       traj = jax.tree_util.tree_map(lambda x: x[real], local)
       rows.append(summary_rows(mine, traj, self.axes, group.cfg, prep.chance,
-                                prep.layer_names))
+                                prep.layer_names, prep.run))
       arrays = (trajectory_arrays(mine, traj, prep.layer_names)
                 if self.keep_trajectories else None)
       results.write_chunk(self.workdir, group.index, int(mine.run_ids[0]), rows[0], arrays,

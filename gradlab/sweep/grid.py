@@ -22,7 +22,8 @@ from gradlab.data import AUGMENTATIONS, DATASETS
 from gradlab.defaults import KNOWN_KEYS, SCHEMA, STAGE_SWITCHES, TRACED_KEYS
 from gradlab.losses import BOX_LOSSES, LOSSES
 from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS, build_model
-from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer
+from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer, number_columns, resolve_point
+from gradlab.optim.paper import NUMBER_KEYS
 from gradlab.registry import ConfigError
 
 # Static keys that name a registry entry, checked for every group.
@@ -106,6 +107,11 @@ def make_plan(cfg: mlc.ConfigDict, validate: bool = True) -> Plan:
 
   ``validate=False`` only groups: for a config whose points a validated plan already
   covers (e.g. the boundary search's other axes, `gradlab.sweep.boundary.outer_plan`).
+  With ``sweep.replicas = R`` every grid point is R runs, lanes of the same group (no
+  extra compile): see `_add_replicas`. Every point's unset optimizer numbers take its
+  optimizer's paper default, else the shared one (`gradlab.optim.resolve_point`); a
+  group's cfg holds its first point's numbers, and the numbers that differ between rows
+  become ``optimizer.<key>`` result columns (`_add_number_columns`).
   """
   if validate:
     config_lib.check_keys(cfg, KNOWN_KEYS)
@@ -117,25 +123,50 @@ def make_plan(cfg: mlc.ConfigDict, validate: bool = True) -> Plan:
     value_lists.append([config_lib.coerce(key, base[key], v) for v in cfg.sweep.axes[key]])
   groups: dict[tuple, Group] = {}
   checked_names: set[tuple[str, Any]] = set()
-  for run_id, combo in enumerate(itertools.product(*value_lists)):
+  replicas = int(cfg.sweep.replicas)
+  for point, combo in enumerate(itertools.product(*value_lists)):
     overrides = dict(zip(axes, combo, strict=True))
-    flat = {**base, **overrides}
+    flat = resolve_point({**base, **overrides}, axes)[0]  # unset optimizer numbers filled
     if validate:
       check_point(flat, checked_names)
     sig = _static_signature(flat)
     if sig not in groups:
-      gcfg = config_lib.with_overrides(cfg, overrides)
+      gcfg = config_lib.with_overrides(cfg, {**{k: flat[k] for k in NUMBER_KEYS}, **overrides})
       if validate:
         check_structure(gcfg)
       groups[sig] = Group(index=len(groups), cfg=gcfg,
-                          hparams={k.split(".")[-1]: [] for k in TRACED_KEYS})
-    group = groups[sig]
-    group.run_ids.append(run_id)
-    for short, value in config_lib.traced_values(flat, TRACED_KEYS).items():
-      group.hparams[short].append(value)
-    group.seeds.append(int(flat["train.seed"]))
+                          hparams={k.split(".")[-1]: [] for k in TRACED_KEYS},
+                          extra={"replica": []} if replicas > 1 else {})
+    _add_replicas(groups[sig], point, replicas, flat, overrides)
+  plan = Plan(axes=axes, groups=list(groups.values()))
+  _add_number_columns(plan)
+  return plan
+
+
+def _add_number_columns(plan: Plan) -> None:
+  """Adds the ``optimizer.<key>`` result columns of the numbers that differ between the
+  plan's rows (`gradlab.optim.number_columns`) to each group's extra columns."""
+  columns = number_columns([(g.cfg.optimizer.name, g.hparams) for g in plan.groups],
+                           skip=plan.axes)
+  for group, group_columns in zip(plan.groups, columns, strict=True):
+    group.extra.update(group_columns)
+
+
+def _add_replicas(group: Group, point: int, replicas: int, flat: dict[str, Any],
+                  overrides: dict[str, Any]) -> None:
+  """Adds the `replicas` runs of grid point `point` to `group` as lanes: run_id
+  point * replicas + r and seed train.seed + r (the point's own seed, an axis value or
+  the config's, plus r) for r = 0..replicas-1, with a `replica` column when replicas > 1
+  (with one replica, run_ids and rows are those of a sweep without replicas)."""
+  traced = config_lib.traced_values(flat, TRACED_KEYS)
+  for r in range(replicas):
+    group.run_ids.append(point * replicas + r)
+    for short, value in traced.items():
+      group.hparams[short].append(value + r if short == "seed" else value)
+    group.seeds.append(int(flat["train.seed"]) + r)
     group.axis_values.append(overrides)
-  return Plan(axes=axes, groups=list(groups.values()))
+    if replicas > 1:
+      group.extra["replica"].append(r)
 
 
 def check_point(flat: dict[str, Any], checked_names: set[tuple[str, Any]]) -> None:
@@ -162,6 +193,12 @@ def check_structure(gcfg: mlc.ConfigDict) -> None:
 def check_sweep_keys(cfg: mlc.ConfigDict) -> None:
   """Range checks on the `sweep` and `mesh` sections (one ConfigError each)."""
   s = cfg.sweep
+  if isinstance(s.replicas, bool) or not isinstance(s.replicas, int) or s.replicas < 1:
+    raise ConfigError(f"config key 'sweep.replicas' must be a positive integer (seeds per "
+                      f"cell), got {s.replicas!r}")
+  if "sweep.replicas" in s.axes:
+    raise ConfigError("config key 'sweep.replicas' cannot be a sweep axis (every cell of a "
+                      "sweep has the same replicas); set --config.sweep.replicas=R")
   if int(s.chunk_size) < 0:
     raise ConfigError(f"config key 'sweep.chunk_size' must be >= 0, got {s.chunk_size}")
   if not float(s.memory_budget) >= 0:

@@ -13,6 +13,7 @@ import ml_collections as mlc
 from gradlab import results
 from gradlab.config import flatten, to_dict
 from gradlab.defaults import base_config
+from gradlab.optim import group_numbers, resolve_point
 from gradlab.registry import ConfigError
 
 
@@ -34,6 +35,7 @@ def sweep_metadata(cfg: mlc.ConfigDict, plan: Any) -> dict[str, Any]:
 
   return {
     "config": to_dict(cfg),
+    "optimizer_numbers": optimizer_numbers(cfg, plan),
     "axes": list(plan.axes),
     "n_points": plan.n_points,
     "n_groups": len(plan.groups),
@@ -46,6 +48,29 @@ def sweep_metadata(cfg: mlc.ConfigDict, plan: Any) -> dict[str, Any]:
   }
 
 
+def optimizer_numbers(cfg: mlc.ConfigDict, plan: Any) -> list[dict[str, Any]]:
+  """Per group of `plan`: its optimizer and, per number the optimizer reads, the value
+  used (a list where an axis sets it) and where it came from: 'config', 'axis', 'paper'
+  (the optimizer's paper default), 'steps_fraction' or 'shared' (`gradlab.optim.paper`).
+  The saved ``config`` holds None for a number the config left unset."""
+  base = flatten(cfg)
+  out = []
+  for group in plan.groups:
+    _, numbers = resolve_point({**base, **group.axis_values[0]}, plan.axes)
+    out.append({"group": group.index,
+                **group_numbers(group.cfg.optimizer.name, group.hparams, numbers.sources)})
+  return out
+
+
+def _resolved(flat: dict[str, Any]) -> dict[str, Any]:
+  """`flat` with its unset optimizer numbers resolved (as the plan does), so a saved
+  config that wrote the shared default and one that leaves it unset compare equal."""
+  try:
+    return resolve_point(flat)[0]
+  except (ConfigError, KeyError, TypeError, ValueError):
+    return flat
+
+
 # Keys that change how a sweep runs, not what it computes: a rerun may change them.
 EXECUTION_KEYS = ("sweep.chunk_size", "sweep.memory_budget", "sweep.keep_trajectories",
                   "sweep.compile_cache", "sweep.dense_workdir", "mesh.data")
@@ -56,9 +81,9 @@ def config_differences(saved: dict[str, Any], cfg: mlc.ConfigDict) -> list[str]:
   """Dotted keys whose value differs between a saved config and `cfg`, as
   'key: old -> new'. Execution-only keys (`EXECUTION_KEYS`) do not count, nor keys the
   saved config predates while `cfg` keeps their default."""
-  old = flatten(saved)
-  new = flatten(to_dict(cfg))
   defaults = flatten(to_dict(base_config()))
+  old = _resolved({**defaults, **flatten(saved)})
+  new = _resolved(flatten(to_dict(cfg)))
   out = []
   for k in sorted(set(old) | set(new)):
     if k in EXECUTION_KEYS:

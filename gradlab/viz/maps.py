@@ -3,7 +3,9 @@
 Every figure here is a grid of panels over the ordered axes of a results frame, laid
 out as `gradlab.panels` describes (x = axes[0], y = axes[1], a panel per combination of
 `axes[2:]`, at most `MAX_PANELS_PER_ROW` panels per row); seeds that share a cell are
-reduced by `gradlab.panels.cell_regimes` and `gradlab.panels.cell_final_loss`.
+reduced by `gradlab.panels.cell_regimes` and `gradlab.panels.cell_final_loss`. The
+regime map shows each cell's majority label and marks with a dot the cells where
+fewer than all their runs (``sweep.replicas``, or seeds) agree.
 
 Overlay hook: `regime_figure` and `final_loss_figure` take ``lines``, a function from a
 panel's values of `axes[2:]` ({dotted key: value}) to the `MapLine`s to draw over that
@@ -32,12 +34,15 @@ from gradlab.viz.canvas import Figure, plt
 
 REGIME_COLORS = {
   "trained": "#2ca02c",  # green
+  "catapult": "#17becf",  # teal: spiked, then trained
   "stalled": "#a0a0a0",  # grey
   "exploding": "#ff8c00",  # orange
   "diverged": "#4a0000",  # dark red, almost black
 }
 NONFINITE_COLOR = "black"  # final-loss map: cells whose median loss is NaN/inf
 MISSING_COLOR = "#f2f2f2"  # cells with no run at all
+UNCERTAIN_MARK = dict(marker="o", s=14, facecolors="white", edgecolors="black",
+                      linewidths=0.8)  # regime map: cells whose runs disagree
 LOSS_CMAP = "YlOrRd"  # low loss light, high loss dark red, non-finite black
 MAX_PANELS_PER_ROW = 4
 MAX_TICK_LABELS = 10
@@ -66,8 +71,10 @@ PanelLines = Callable[[Mapping[str, Any]], Sequence[MapLine]]
 def regime_map(df: pd.DataFrame, axes: list[str], path: str) -> str:
   """Categorical heatmap of each cell's regime over axes[0] (x) x axes[1] (y).
 
-  One panel per combination of `axes[2:]`; the legend always names all four regimes
-  (plus "no run" when some cell of the grid was never run). Returns `path` (PNG).
+  One panel per combination of `axes[2:]`; the legend always names every regime
+  (plus "no run" when some cell of the grid was never run). A cell of several runs
+  shows their majority label (ties to the worse); a dot marks a cell where fewer than
+  all of them agree. Returns `path` (PNG).
   """
   return canvas.save_figure(regime_figure(df, axes), path)
 
@@ -81,13 +88,23 @@ def regime_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | None = 
   cells["_code"] = [REGIME_ORDER.index(r) for r in cells["regime"]]
   cmap = ListedColormap([REGIME_COLORS[r] for r in REGIME_ORDER])
   norm = BoundaryNorm(np.arange(len(REGIME_ORDER) + 1) - 0.5, len(REGIME_ORDER))
-  fig, missing, _ = _draw_panels(df, axes, cells, "_code", cmap, norm, lines=lines)
+  fig, missing, _ = _draw_panels(df, axes, cells, "_code", cmap, norm, lines=lines,
+                                 marks="uncertain")
   handles = [Patch(facecolor=REGIME_COLORS[r], edgecolor="0.4", label=r) for r in REGIME_ORDER]
   if missing:
     handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="0.4", label="no run"))
+  n_uncertain = int(cells["uncertain"].sum())
+  runs = sorted(set(cells["n_runs"].tolist()))
+  if runs != [1]:
+    handles.append(Line2D([], [], linestyle="", marker=UNCERTAIN_MARK["marker"],
+                          markerfacecolor="white", markeredgecolor="black",
+                          label="runs disagree\n(majority shown)"))
   handles += _line_handles(fig)
   fig.legend(handles=handles, title="regime", loc="outside right upper", frameon=False)
-  fig.suptitle(f"regime map ({len(df)} runs)")
+  span = str(runs[0]) if len(runs) == 1 else f"{runs[0]}-{runs[-1]}"
+  per_cell = ("" if runs == [1] else
+              f"; {span} runs per cell, {n_uncertain} of {len(cells)} cells uncertain")
+  fig.suptitle(f"regime map ({len(df)} runs{per_cell})")
   return fig
 
 
@@ -171,9 +188,11 @@ def _panel_size(n_x: int, n_y: int, strip: bool) -> tuple[float, float]:
 
 def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, column: str,
                  cmap: Any, norm: Any, overlay: tuple[str, Any] | None = None,
-                 lines: PanelLines | None = None) -> tuple[Figure, bool, list[Any]]:
-  """Draw `cells[column]` as a pcolormesh per panel, then `lines(panel values)` over each
-  panel. Returns (fig, any_missing, meshes)."""
+                 lines: PanelLines | None = None, marks: str | None = None
+                 ) -> tuple[Figure, bool, list[Any]]:
+  """Draw `cells[column]` as a pcolormesh per panel, a dot (`UNCERTAIN_MARK`) at the
+  centre of each cell where the boolean column `marks` is True, then `lines(panel
+  values)` over each panel. Returns (fig, any_missing, meshes)."""
   x_spec = AxisSpec.of(df[axes[0]])
   strip = len(axes) == 1
   y_spec = (
@@ -220,6 +239,9 @@ def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, col
           linewidth=line,
         )
       )
+    if marks is not None and rows[marks].any():
+      hit = rows[marks].to_numpy(bool)
+      ax.scatter(x_spec.centers[ix[hit]], y_spec.centers[iy[hit]], zorder=3, **UNCERTAIN_MARK)
     _style_axis(ax, "x", x_spec, axes[0])
     if strip:
       ax.set_yticks([])
