@@ -66,20 +66,23 @@ class TrackRule(NamedTuple):
   """The static thresholds the trackers apply (`gradlab.regimes` states the rules):
   explode_factor and spike_factor (``regimes.*``), the baseline window [window_start,
   window_stop) of `gradlab.regimes.baseline_window`, and end_start, the first step of
-  the final window (steps - window_stop)."""
+  the final window (steps - window_stop); spike_steps, the consecutive steps the loss
+  must stay above spike_factor x its reference (`gradlab.regimes.spike_steps`)."""
 
   explode_factor: float
   spike_factor: float
   window_start: int
   window_stop: int
   end_start: int
+  spike_steps: int = regimes.MINIBATCH_SPIKE_STEPS
 
 
-def track_rule(regimes_cfg: Any, steps: int) -> TrackRule:
-  """The `TrackRule` of a config's ``regimes`` section for a run of `steps` steps."""
+def track_rule(regimes_cfg: Any, steps: int, full_batch: bool = False) -> TrackRule:
+  """The `TrackRule` of a config's ``regimes`` section for a run of `steps` steps
+  (`full_batch`: the loss has no batch noise, one step above the factor is a spike)."""
   w0, w1 = regimes.baseline_window(steps, int(regimes_cfg.baseline_steps))
   return TrackRule(float(regimes_cfg.explode_factor), float(regimes_cfg.spike_factor), w0, w1,
-                   int(steps) - w1)
+                   int(steps) - w1, regimes.spike_steps(full_batch))
 
 
 def onset_init(num_layers: int) -> OnsetTracker:
@@ -114,15 +117,16 @@ class Tracker(NamedTuple):
 
   first_nonfinite_step: first step whose loss or gradient norm is not finite (-1: none)
   explosion_step: first spike (-1: none): a step >= window_stop whose gradient norm
-    exceeds explode_factor x baseline_grad_norm, or a step >= 1 whose loss exceeds
-    spike_factor x first_loss
+    exceeds explode_factor x baseline_grad_norm, or the second of two consecutive steps
+    >= 1 whose losses exceed spike_factor x loss_reference (one step for full-batch runs)
   initial_grad_norm: gradient norm at step 0
   baseline_grad_norm: geometric mean of the finite gradient norms over the baseline
     window seen so far (the largest norm so far while none is)
   max_grad_norm: largest finite gradient norm seen
   final_grad_norm: gradient norm at the last step taken
   end_max_grad_norm: largest finite gradient norm over steps >= end_start (NaN: none)
-  first_loss: the step-0 minibatch loss
+  loss_reference: the larger of the eval-slice loss at init and the step-0 minibatch loss
+  loss_high: whether the last step's loss exceeded spike_factor x loss_reference
   max_loss, max_loss_step: largest finite minibatch loss and its step
   log_sum, window_count: sum of log gradient norms over the window, and their number
   """
@@ -134,18 +138,22 @@ class Tracker(NamedTuple):
   max_grad_norm: jax.Array
   final_grad_norm: jax.Array
   end_max_grad_norm: jax.Array
-  first_loss: jax.Array
+  loss_reference: jax.Array
+  loss_high: jax.Array
   max_loss: jax.Array
   max_loss_step: jax.Array
   log_sum: jax.Array
   window_count: jax.Array
 
 
-def tracker_init() -> Tracker:
+def tracker_init(initial_loss: Any = jnp.nan) -> Tracker:
+  """An empty tracker; `initial_loss` (the eval-slice loss at init) is the loss spike's
+  reference unless the step-0 minibatch loss is larger (NaN: that minibatch loss alone)."""
   minus_one = jnp.array(-1, jnp.int32)
   zero = jnp.array(0.0, jnp.float32)
   nan = jnp.array(jnp.nan, jnp.float32)
-  return Tracker(minus_one, minus_one, zero, zero, zero, zero, nan, zero, nan, minus_one,
+  return Tracker(minus_one, minus_one, zero, zero, zero, zero, nan,
+                 jnp.asarray(initial_loss, jnp.float32), jnp.array(False), nan, minus_one,
                  zero, jnp.array(0, jnp.int32))
 
 
@@ -156,14 +164,15 @@ def tracker_update(state: Tracker, step: jax.Array, loss: jax.Array, grad_norm: 
   loss, grad_norm = jnp.asarray(loss, f32), jnp.asarray(grad_norm, f32)
   step = jnp.asarray(step, jnp.int32)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-  first_loss = jnp.where(step == 0, loss, state.first_loss)
+  reference = jnp.where(step == 0, jnp.fmax(loss, state.loss_reference), state.loss_reference)
   max_norm = jnp.where(finite, jnp.maximum(state.max_grad_norm, grad_norm), state.max_grad_norm)
   in_window = finite & (step >= rule.window_start) & (step < rule.window_stop)
   log_sum = state.log_sum + jnp.where(in_window, jnp.log(jnp.maximum(grad_norm, 1e-30)), 0.0)
   count = state.window_count + in_window.astype(jnp.int32)
   baseline = jnp.where(count > 0, jnp.exp(log_sum / jnp.maximum(count, 1)), max_norm)
-  spiked = finite & (((step >= rule.window_stop) & (grad_norm > rule.explode_factor * baseline))
-                     | ((step >= 1) & (loss > rule.spike_factor * first_loss)))
+  high = finite & (step >= 1) & (loss > rule.spike_factor * reference)
+  spiked = (finite & (step >= rule.window_stop) & (grad_norm > rule.explode_factor * baseline)
+            ) | (high & (state.loss_high if rule.spike_steps > 1 else True))
   at_end = finite & (step >= rule.end_start)
   higher = finite & ~(loss <= state.max_loss)  # also replaces the initial NaN
   return Tracker(
@@ -174,7 +183,7 @@ def tracker_update(state: Tracker, step: jax.Array, loss: jax.Array, grad_norm: 
     baseline_grad_norm=baseline.astype(f32), max_grad_norm=max_norm, final_grad_norm=grad_norm,
     end_max_grad_norm=jnp.where(at_end, jnp.fmax(state.end_max_grad_norm, grad_norm),
                                 state.end_max_grad_norm),
-    first_loss=first_loss, max_loss=jnp.where(higher, loss, state.max_loss),
+    loss_reference=reference, loss_high=high, max_loss=jnp.where(higher, loss, state.max_loss),
     max_loss_step=jnp.where(higher, step, state.max_loss_step),
     log_sum=log_sum, window_count=count)
 

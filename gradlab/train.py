@@ -161,10 +161,11 @@ def start(static: Static, lane: Lane) -> tuple[Carry, jax.Array]:
   """The initial carry and the eval-slice loss at init; the carry holds the step-0
   sharpness row when ``diagnostics.initial`` is on and ``diagnostics.every`` is 0."""
   params, state = init_variables(static.spec, lane.init_key, lane.data.x_eval[:1], lane.hp)
-  carry = Carry(params, lane.tx.init(params), probes.tracker_init(),
+  initial_loss = step_lib.slice_loss(static, lane, params, state)
+  carry = Carry(params, lane.tx.init(params), probes.tracker_init(initial_loss),
                 probes.onset_init(len(static.layer_names)), state, None)
   carry = carry._replace(initial_sharpness=step_lib.initial_sharpness(static, lane, carry))
-  return carry, step_lib.slice_loss(static, lane, params, state)
+  return carry, initial_loss
 
 
 def finish(static: Static, lane: Lane, carry: Carry, outs: Any, initial_loss: jax.Array

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from conftest import tiny_config
@@ -69,8 +70,44 @@ def test_early_loss_catapult_is_caught_by_the_loss():
   window, where the gradient is not tested), then falls below its start."""
   loss, grad = _falling(), _noise()
   loss[2:6] = [2.8, 6.0, 3.0, 2.5]
-  assert _summary(loss, grad)["explosion_step"] == 3  # 6.0 > 1.25 x 2.3 = 2.875; 2.8 is not
+  # 6.0 and 3.0 > 1.25 x 2.3 = 2.875 at steps 3 and 4 (2.8 is not): reported at step 4
+  assert _summary(loss, grad)["explosion_step"] == 4
   assert _label(loss, grad) == "catapult"
+
+
+def test_one_noisy_minibatch_is_not_a_spike():
+  """A single minibatch far above the start (batch noise) is not a catapult: the loss
+  test needs two steps in a row."""
+  loss, grad = _falling(), _noise()
+  loss[7] = 6.0
+  assert _summary(loss, grad)["explosion_step"] == -1
+  assert _label(loss, grad) == "trained"
+
+
+def test_full_batch_one_step_catapult():
+  """Full-batch GD on MSE at lr 1.0 (configs/edge_of_stability.py, measured per step):
+  1.277 -> 1.894 -> 1.226, then trains. Without batch noise one step above 1.25 x the
+  start is a spike; the same curve from minibatches needs a second step."""
+  loss, grad = np.geomspace(1.2, 0.3, T), _noise()
+  loss[:3] = [1.277, 1.894, 1.226]
+  full = regimes.summarize(loss, grad, FACTOR, SPIKE, K, full_batch=True)
+  assert full["explosion_step"] == 1
+  assert str(regimes.classify(full, FACTOR, STALL)) == "catapult"
+  assert _summary(loss, grad)["explosion_step"] == -1
+  rule = probes.track_rule(ml_collections.ConfigDict(dict(
+    explode_factor=FACTOR, spike_factor=SPIKE, baseline_steps=K)), T, full_batch=True)
+  assert rule.spike_steps == 1
+
+
+def test_lucky_low_first_minibatch_does_not_set_the_reference():
+  """configs/optimizers.py at sigma_w 2: the step-0 minibatch loss (2.53) is well
+  below the eval-slice loss at init (3.04); steps 1-2 at 3.29, 3.0 are ordinary noise
+  around 3.04, not 1.25 x above the start. The reference is the larger of the two."""
+  loss, grad = np.linspace(3.04, 1.5, T), _noise()
+  loss[:3] = [2.53, 3.29, 3.2]
+  assert _summary(loss, grad)["explosion_step"] == 2  # against 2.53 alone: a 'spike'
+  s = regimes.summarize(loss, grad, explode_factor=100.0, initial_loss=3.04)
+  assert s["explosion_step"] == -1
 
 
 def test_at_chance_drifting_up_by_1e4_is_stalled():
@@ -134,7 +171,7 @@ def test_chance_loss_is_label_entropy():
     -(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
 
 
-def _scan_tracker(loss, grad):
+def _scan_tracker(loss, grad, initial_loss=np.nan):
   rule = probes.TrackRule(FACTOR, SPIKE, *regimes.baseline_window(len(loss), K),
                           len(loss) - regimes.baseline_window(len(loss), K)[1])
 
@@ -142,26 +179,33 @@ def _scan_tracker(loss, grad):
     t, loss_t, g = inputs
     return probes.tracker_update(state, t, loss_t, g, rule), None
 
-  state, _ = jax.jit(lambda ls, gs: jax.lax.scan(body, probes.tracker_init(), (
+  state, _ = jax.jit(lambda ls, gs: jax.lax.scan(body, probes.tracker_init(initial_loss), (
     jnp.arange(len(ls)), ls, gs)))(jnp.asarray(loss, jnp.float32), jnp.asarray(grad, jnp.float32))
   return state
 
 
-@pytest.mark.parametrize("case", ["spikes", "vanishing", "loss_spike", "nonfinite"])
+@pytest.mark.parametrize("case", ["spikes", "vanishing", "loss_spike", "lone_loss",
+                                  "reference", "nonfinite"])
 def test_tracker_matches_summarize(case):
   rng = np.random.default_rng(1)
   loss, grad = rng.uniform(1, 2.5, T), rng.uniform(0.5, 2, T)
+  loss[0], initial_loss = 2.0, np.nan  # noise stays below 1.25 x 2.0
   if case == "spikes":
     grad[[17, 90, 170]] = [500.0, 300.0, 800.0]
   elif case == "vanishing":
     grad[:30] = np.geomspace(1e-5, 1.0, 30)
     grad[120] = 150.0
   elif case == "loss_spike":
+    loss[9:11] = 10.0
+  elif case == "lone_loss":
     loss[9] = 10.0
+  elif case == "reference":  # a low step-0 minibatch; the eval-slice start is higher
+    loss[0], loss[40:42], initial_loss = 0.5, 2.4, 2.0
   else:
     loss[131] = np.inf
-  state = _scan_tracker(loss, grad)
-  s = _summary(loss, grad)
+  state = _scan_tracker(loss, grad, initial_loss)
+  s = regimes.summarize(loss, grad, FACTOR, SPIKE, K, initial_loss=initial_loss)
+  assert (s["explosion_step"] >= 0) == (case in ("spikes", "vanishing", "loss_spike"))
   got = regimes.tracker_summary(state, loss[0], loss[-1])
   for key in ("first_nonfinite_step", "explosion_step", "max_loss_step"):
     assert int(got[key]) == s[key], key
