@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
 import sys
@@ -65,6 +66,9 @@ def start_processes(values: dict[str, flags.FlagHolder], workdir: str) -> bool:
   if not workdir:
     raise ConfigError("a multi-host sweep needs --workdir (every process must write to the "
                       "same folder)")
+  if not values["coordinator"].value and not mesh.tpu_environment():
+    raise ConfigError("--multihost outside a Cloud TPU VM needs --coordinator=HOST:PORT (of "
+                      "process 0), --num_processes and --process_id")
   mesh.initialize_multihost(values["coordinator"].value, values["num_processes"].value,
                             values["process_id"].value)
   import jax
@@ -104,15 +108,32 @@ def parse_axis(spec: str) -> tuple[str, list[Any]]:
     raise ConfigError(f"--axis '{spec}' must look like KEY=v1,v2,... or KEY=geom:START:STOP:NUM")
   key, _, values = spec.partition("=")
   kind, *args = values.split(":")
-  if kind in ("geom", "lin") and len(args) == 3:
-    try:
-      start, stop, num = float(args[0]), float(args[1]), int(args[2])
-    except ValueError as e:
-      raise ConfigError(f"--axis '{spec}': START, STOP and NUM must be numbers") from e
+  if kind in ("geom", "lin"):
+    start, stop, num = _spacing(spec, kind, args)
     space = np.geomspace if kind == "geom" else np.linspace
     return key, [float(v) for v in np.round(space(start, stop, num), 8)]
   items = [v.strip() for v in values.split(",") if v.strip()]
   return key, [_literal(v) for v in items]
+
+
+def _spacing(spec: str, kind: str, args: Sequence[str]) -> tuple[float, float, int]:
+  """(START, STOP, NUM) of a geom:/lin: axis, or a ConfigError: finite START and STOP
+  (both positive for geom, which is log-spaced), NUM a positive whole number."""
+  form = f"KEY={kind}:START:STOP:NUM"
+  if len(args) != 3:
+    raise ConfigError(f"--axis '{spec}' must look like {form}")
+  try:
+    start, stop = float(args[0]), float(args[1])
+  except ValueError:
+    raise ConfigError(f"--axis '{spec}': START and STOP must be numbers") from None
+  if not args[2].strip().isdigit() or int(args[2]) < 1:
+    raise ConfigError(f"--axis '{spec}': NUM must be a positive whole number, got '{args[2]}'")
+  if not (np.isfinite(start) and np.isfinite(stop)):
+    raise ConfigError(f"--axis '{spec}': START and STOP must be finite")
+  if kind == "geom" and not (start > 0 and stop > 0):
+    raise ConfigError(f"--axis '{spec}': geom is log-spaced, so START and STOP must both be "
+                      f"positive (use lin:START:STOP:NUM to include 0 or negative values)")
+  return start, stop, int(args[2])
 
 
 def _literal(text: str) -> Any:
@@ -138,13 +159,14 @@ def apply_axes(cfg: mlc.ConfigDict, specs: Sequence[str]) -> mlc.ConfigDict:
 
 
 def check_overrides_not_swept(cfg: mlc.ConfigDict, argv: Sequence[str]) -> None:
-  """A --config.KEY=... override of a swept KEY would be silently ignored: refuse it."""
-  for arg in argv:
-    if arg.startswith("--config.") and "=" in arg:
-      key = arg[len("--config."):].split("=", 1)[0]
-      if key in cfg.sweep.axes:
-        raise ConfigError(f"'{key}' is a sweep axis of this config, so --config.{key} would "
-                          f"be ignored; set its values with --axis={key}=v1,v2,...")
+  """A --config.KEY=... override of a swept KEY would be silently ignored: refuse it.
+  Call it with the axes of the config file AND of the --axis flags applied (`apply_axes`):
+  an axis given on the command line overrides a --config.KEY just the same."""
+  for key in user_override_keys(argv):
+    if key in cfg.sweep.axes:
+      raise ConfigError(f"'{key}' is a sweep axis of this config (its file or --axis), so "
+                        f"--config.{key} would be ignored; set its values with "
+                        f"--axis={key}=v1,v2,... or drop the axis")
 
 
 def user_override_keys(argv: Sequence[str]) -> list[str]:
@@ -204,25 +226,113 @@ def config_path() -> str:
   return config_flags.get_config_filename(flags.FLAGS["config"])
 
 
-def make_main(body: Callable[[], int | None], log_level: int | None = None
-              ) -> Callable[[list[str]], None]:
+def check_workdir(workdir: str) -> None:
+  """Refuses, before anything is computed or written, a workdir that is a file (or lies
+  under one) or that this process may not write (checked with `os.access`, which also
+  sees read-only file systems): the folder itself when it exists, else the nearest
+  existing folder above it, where it would be made. Writes nothing."""
+  path = os.path.abspath(workdir)
+  while not os.path.isdir(path):
+    if os.path.lexists(path):
+      what = "is a file" if path == os.path.abspath(workdir) else f"lies under the file '{path}'"
+      raise ConfigError(f"--workdir '{workdir}' {what}; give a folder (new, or a previous "
+                        f"run's to resume it)")
+    path = os.path.dirname(path)
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir '{workdir}' cannot be written: no write permission on "
+                      f"'{path}'; give a folder you may write to")
+
+
+# The exit status of a run stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+# What a Ctrl-C line says about resuming, for the sweep (the default) and one-run commands.
+SWEEP_RESUMES = ("the results written so far are kept; rerunning the same command (same "
+                 "--workdir) resumes where it stopped")
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+  """`e` and the exceptions it was raised from or during, innermost last."""
+  chain: list[BaseException] = []
+  while e is not None and e not in chain:
+    chain.append(e)
+    e = e.__cause__ or e.__context__
+  return chain
+
+
+def _disk_full(e: BaseException) -> bool:
+  return any(isinstance(c, OSError) and (c.errno == errno.ENOSPC
+                                         or "No space left on device" in str(c))
+             for c in _causes(e))
+
+
+def _out_of_memory(e: BaseException) -> bool:
+  return any(isinstance(c, MemoryError) or "RESOURCE_EXHAUSTED" in str(c) for c in _causes(e))
+
+
+# (does this exception mean it, what to change): run-time failures that are the machine's
+# limits, not bugs, each reported as one line and exit status 2 (`run_cleanly`).
+RUNTIME_FAILURES: tuple[tuple[Callable[[BaseException], bool], str], ...] = (
+  (_disk_full, "the disk is full: free disk space, or write fewer files with "
+   "--config.sweep.keep_trajectories=False (result rows only)"),
+  (_out_of_memory, "out of memory: give a smaller --config.sweep.chunk_size (lanes per "
+   "compiled call; 0 = sized from sweep.memory_budget) or a smaller "
+   "--config.sweep.memory_budget (bytes per device); for one run, a smaller model.width, "
+   "data.batch_size or train.eval_size"),
+)
+
+
+def runtime_failure_line(e: BaseException) -> str | None:
+  """The one line (what to change) for a run-time failure of `RUNTIME_FAILURES`, with
+  the error's own first line; None for anything else (a bug: its traceback is kept)."""
+  for matches, advice in RUNTIME_FAILURES:
+    if matches(e):
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      return f"{advice}; results already written are kept ({_one_line(first)[:200]})"
+  return None
+
+
+def make_main(body: Callable[[], int | None], log_level: int | None = None,
+              interrupted: str = SWEEP_RESUMES) -> Callable[[list[str]], None]:
   """The absl `main` of an entry point: no positional arguments, gradlab's log level,
-  and `body` run through `run_cleanly` (a ConfigError is one line and exit status 2)."""
+  and `body` run through `run_cleanly` (a ConfigError or a full disk or memory is one
+  line and exit status 2; Ctrl-C is one line, `interrupted`, and exit status 130)."""
 
   def main(argv: list[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if log_level is not None:
       logging.getLogger("gradlab").setLevel(log_level)
-    sys.exit(run_cleanly(body))
+    sys.exit(run_cleanly(body, interrupted))
 
   return main
 
 
-def run_cleanly(main: Callable[[], int | None]) -> int:
-  """Calls main; a ConfigError becomes one line on stderr and exit status 2."""
+def run_cleanly(main: Callable[[], int | None], interrupted: str = SWEEP_RESUMES) -> int:
+  """Calls main. A ConfigError, or a run-time failure of `RUNTIME_FAILURES` (disk full,
+  out of memory), becomes one line on stderr and exit status 2; Ctrl-C one line saying
+  `interrupted` and exit status 130 (`EXIT_INTERRUPTED`), never a traceback."""
   try:
     return main() or 0
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    _close_progress_bars()
+    print(f"interrupted: {interrupted}", file=sys.stderr, flush=True)
+    return EXIT_INTERRUPTED
+  except Exception as e:
+    line = runtime_failure_line(e)
+    if line is None:
+      raise
+    _close_progress_bars()
+    print(f"error: {line}", file=sys.stderr)
+    return 2
+
+
+def _close_progress_bars() -> None:
+  """Ends any open tqdm progress bar (its line finished), so a last line printed after a
+  run stopped mid-sweep starts on a line of its own."""
+  tqdm = sys.modules.get("tqdm")
+  for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+    bar.close()

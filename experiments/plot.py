@@ -35,7 +35,8 @@ def _main() -> int:
   return 0
 
 
-main = cli.make_main(_main)
+main = cli.make_main(_main, interrupted="the sweep's results are untouched; rerun the "
+                     "same command to draw its figures")
 
 
 if __name__ == "__main__":

@@ -48,10 +48,12 @@ def _main() -> int:
   from gradlab.sweep import MODES, make_plan
 
   cfg = cli.apply_quick(_CONFIG.value, sys.argv)
-  cli.check_overrides_not_swept(cfg, sys.argv)
   cfg = cli.apply_axes(cfg, _AXIS.value)
+  cli.check_overrides_not_swept(cfg, sys.argv)  # the file's axes and --axis alike
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path(), quick=cfg.quick)
+  cli.check_workdir(workdir)
   plan = make_plan(cfg)  # every validation error surfaces here, before any output
+  _check_datasets(plan)
   boundary = cfg.sweep.mode == "boundary"
   lead = jax.process_index() == 0
   if lead and not boundary:
@@ -80,6 +82,16 @@ def _main() -> int:
     print("(a multi-host sweep: on hosts that do not share a disk, fetch every host's "
           "results and redraw with python -m experiments.plot)")
   return 0
+
+
+def _check_datasets(plan) -> None:
+  """Every catalog dataset of the plan is prepared or can be downloaded here, judged in
+  seconds before anything is written (`gradlab.data.loader.check_obtainable`)."""
+  from gradlab.data.loader import check_obtainable
+
+  for name, data_dir in dict.fromkeys((g.cfg.data.name, g.cfg.data.data_dir or None)
+                                      for g in plan.groups):
+    check_obtainable(name, data_dir)
 
 
 def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:

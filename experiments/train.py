@@ -60,6 +60,7 @@ def _main() -> int:
   cfg = cli.apply_quick(_CONFIG.value, sys.argv)
   cfg, notes = diagnose.prepare_config(cfg)  # every validation error is here
   workdir = _WORKDIR.value or cli.default_workdir(cli.config_path()) + "-train"
+  cli.check_workdir(workdir)  # before training, which would find out only at the end
   print(f"gradlab train: {cfg.model.name} depth {cfg.model.depth} width {cfg.model.width} "
         f"{cfg.model.activation}, sigma_w = {cfg.init.sigma_w:g}, {cfg.optimizer.name} "
         f"lr = {cfg.optimizer.learning_rate:g}, {cfg.train.steps} steps -> {workdir}",
@@ -88,7 +89,9 @@ def _main() -> int:
   return 0
 
 
-main = cli.make_main(_main, log_level=logging.INFO)
+main = cli.make_main(_main, log_level=logging.INFO, interrupted=(
+  "nothing is kept unless --checkpoint_every was given; then rerunning the same command "
+  "(same --workdir) restores the latest checkpoint and goes on"))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ declared with the keys too; `check_values` runs them for one point.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -41,6 +43,7 @@ from gradlab.registry import ConfigError, did_you_mean
 SECTIONS: tuple[str, ...] = ("model", "init", "optimizer", "data", "train", "regimes",
                              "diagnostics", "sweep", "mesh")
 
+INT32_MAX = 2**31 - 1  # the largest whole number a key may take (int32 on device)
 # (flattened point) -> None, or a ConfigError naming the bad keys.
 PointCheck = Callable[[Mapping[str, Any]], None]
 
@@ -65,7 +68,8 @@ class KeyGroup(NamedTuple):
 class Schema(NamedTuple):
   """Every registered key: `defaults` (section -> key -> default) and dotted key lists
   (traced, stage switches, range checks) in section order (`SECTIONS`), families by
-  name, keys in their declared order; `checks` are the groups' cross-key checks."""
+  name, keys in their declared order; `checks` are the groups' cross-key checks;
+  `integers`, `reals`: the keys whose default is a whole or a real number."""
 
   defaults: dict[str, dict[str, Any]]
   traced: tuple[str, ...]
@@ -74,6 +78,8 @@ class Schema(NamedTuple):
   non_negative: tuple[str, ...]
   unit_interval: tuple[str, ...]
   checks: tuple[PointCheck, ...]
+  integers: tuple[str, ...] = ()
+  reals: tuple[str, ...] = ()
 
 
 _KEY_GROUPS: dict[tuple[str, str], KeyGroup] = {}
@@ -124,9 +130,25 @@ def registered_schema() -> Schema:
   defaults: dict[str, dict[str, Any]] = {}
   for g in groups:
     defaults.setdefault(g.section, {}).update(g.defaults)
-  return Schema(defaults, *(_dotted(groups, field) for field in
-                            ("traced", "switches", "positive", "non_negative", "unit_interval")),
-                tuple(g.check for g in groups if g.check is not None))
+  fields = ("traced", "switches", "positive", "non_negative", "unit_interval")
+  return Schema(defaults, *(_dotted(groups, field) for field in fields),
+                tuple(g.check for g in groups if g.check is not None),
+                *_keys_by_type(defaults))
+
+
+def _keys_by_type(defaults: Mapping[str, Mapping[str, Any]]
+                  ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+  """(whole-number keys, real-number keys) of `defaults`, by each default's type (a
+  placeholder by its declared type; booleans are neither)."""
+  integers, reals = [], []
+  for section, keys in defaults.items():
+    for key, default in keys.items():
+      kind = default.get_type() if isinstance(default, mlc.FieldReference) else type(default)
+      if kind is int:
+        integers.append(f"{section}.{key}")
+      elif kind is float:
+        reals.append(f"{section}.{key}")
+  return tuple(integers), tuple(reals)
 
 
 def schema_config(schema: Schema) -> mlc.ConfigDict:
@@ -287,12 +309,14 @@ def coerce(dotted: str, default: Any, value: Any) -> Any:
     raise ConfigError(f"config key '{dotted}' takes true/false, got {value!r}")
   if isinstance(default, int | float) and not isinstance(value, bool):
     try:
-      if isinstance(default, int) and float(value) == int(float(value)):
-        return int(float(value))
-      return float(value)
+      number = float(value)
     except (TypeError, ValueError):
-      pass
-    raise ConfigError(f"config key '{dotted}' takes a number, got {value!r}")
+      raise ConfigError(f"config key '{dotted}' takes a number, got {value!r}") from None
+    if not isinstance(default, int):
+      return number
+    if not math.isfinite(number) or number != int(number):
+      raise ConfigError(f"config key '{dotted}' takes a whole number, got {value!r}")
+    return int(number)
   if isinstance(default, str):
     if isinstance(value, str):
       return value
@@ -341,8 +365,9 @@ def parse_remedies(text: str) -> tuple[str, ...]:
 
 
 def check_values(point: Mapping[str, Any], schema: Schema) -> None:
-  """Range checks on one flattened point (the base config with one grid point applied),
-  then the schema's cross-key checks."""
+  """Type checks (`check_numbers`) on one flattened point (the base config with one grid
+  point applied), then range checks and the schema's cross-key checks."""
+  check_numbers(point, schema)
   for key in schema.positive:
     if not point[key] > 0:
       raise ConfigError(f"config key '{key}' must be positive, got {point[key]!r}")
@@ -354,3 +379,19 @@ def check_values(point: Mapping[str, Any], schema: Schema) -> None:
       raise ConfigError(f"config key '{key}' must lie in [0, 1), got {point[key]!r}")
   for check in schema.checks:
     check(point)
+
+
+def check_numbers(point: Mapping[str, Any], schema: Schema) -> None:
+  """Whole-number keys hold whole numbers of size <= `INT32_MAX` (a seed of 1.5 would be
+  truncated, more steps overflow on device); real-number keys that are set hold finite
+  numbers (an inf learning rate or stall fraction would run, or relabel, silently)."""
+  for key in schema.integers:
+    value = point[key]
+    whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not whole or abs(value) > INT32_MAX:
+      raise ConfigError(f"config key '{key}' takes a whole number of at most {INT32_MAX} "
+                        f"in size, got {value!r}")
+  for key in schema.reals:
+    value = point[key]
+    if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+      raise ConfigError(f"config key '{key}' takes a finite number, got {value!r}")

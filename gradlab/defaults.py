@@ -27,7 +27,10 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
   'boundary'); boundary_axis, boundary_rounds, dense_workdir (see
   `gradlab.sweep.boundary`); replicas (seeds per grid point, run as lanes of the same
   group: seed = train.seed + r for r = 0..replicas-1, result column `replica`; the maps
-  and report.md show each cell's majority label and its agreement)
+  and report.md show each cell's majority label and its agreement); chunk_timeout_s (the
+  watchdog: seconds without a finished chunk after which the sweep dumps every thread's
+  stack and exits with status 3, its rows kept; 0 = automatic, 20 x the slowest chunk
+  so far and at least 15 minutes; `gradlab.sweep.watchdog`)
 - ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
   the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
 
@@ -69,7 +72,7 @@ config.register_keys(
        baseline_steps=50, vanish_gain=1e-2, explode_gain=1e2),
   family="regimes",
   positive=("explode_factor", "spike_factor", "baseline_steps", "vanish_gain", "explode_gain"),
-  non_negative=("stall_fraction", "loss_tolerance"))
+  non_negative=("loss_tolerance",), unit_interval=("stall_fraction",))
 INITIAL_SHARPNESS = ("auto", "on", "off")
 
 
@@ -88,8 +91,8 @@ config.register_keys(
   "sweep",
   dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
        mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
-       dense_workdir="", replicas=1),
-  family="sweep", positive=("replicas",))
+       dense_workdir="", replicas=1, chunk_timeout_s=0.0),
+  family="sweep", positive=("replicas",), non_negative=("chunk_timeout_s",))
 config.register_keys("mesh", dict(data=1), family="mesh")
 
 # The whole schema: every family's keys, defaults, ranges and checks.

@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -120,13 +121,34 @@ def load(workdir: str) -> pd.DataFrame:
 
   Temporary files of an interrupted chunk and files set aside as corrupt are ignored. A
   chunk file that cannot be read raises a ConfigError naming it (never a silent drop);
-  rerunning the sweep into the workdir sets it aside and recomputes its runs.
+  rerunning the sweep into the workdir sets it aside and recomputes its runs. Two rows
+  with one run_id (which one writer per workdir and resume by point identity never
+  produce) raise a ConfigError naming the files, instead of being counted twice.
   """
-  frames = [_read_rows(path) for path in chunk_files(workdir)]
+  paths = chunk_files(workdir)
+  frames = [_read_rows(path) for path in paths]
   if not frames:
     return pd.DataFrame()
   df = pd.concat(frames, ignore_index=True)
+  check_unique_runs(df, [os.path.basename(p) for p, f in zip(paths, frames, strict=True)
+                         for _ in range(len(f))], workdir)
   return df.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def check_unique_runs(df: pd.DataFrame, sources: list[str], workdir: str) -> None:
+  """Raises ConfigError when a run_id occurs in more than one row of `df` (row i came
+  from file `sources[i]`)."""
+  if "run_id" not in df.columns:
+    return
+  dup = df["run_id"].duplicated(keep=False).to_numpy()
+  if not dup.any():
+    return
+  ids = sorted({int(i) for i in df["run_id"].to_numpy()[dup]})
+  files = sorted({sources[i] for i in np.flatnonzero(dup)})
+  raise ConfigError(
+    f"'{workdir}' holds {len(ids)} run_id(s) twice (e.g. {ids[:5]}) in {', '.join(files[:4])}"
+    f"{' ...' if len(files) > 4 else ''}: two sweeps wrote into it; move the duplicate files "
+    f"out of results/ to keep one copy")
 
 
 def _trajectory_path(workdir: str, row: pd.Series) -> str:
@@ -145,42 +167,84 @@ def load_trajectory(workdir: str, run_id: int) -> dict[str, np.ndarray]:
   if not os.path.exists(path):
     raise ConfigError(f"run {run_id} has no trajectory file ('{path}' is missing; a sweep "
                       f"with sweep.keep_trajectories=False writes result rows only)")
-  with np.load(path, allow_pickle=False) as z:
-    lane = int(np.flatnonzero(z["run_id"] == run_id)[0])
-    return {k: (z[k] if k == "layer_names" else z[k][lane]) for k in z.files if k != "run_id"}
-
-
-def _trajectories_readable(path: str) -> bool:
-  """A missing npz is fine (summaries-only sweeps); one that exists must open and hold
-  the run ids (a truncated zip fails here)."""
-  if not os.path.exists(path):
-    return True
   try:
     with np.load(path, allow_pickle=False) as z:
-      z["run_id"]
-  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-    return False
-  return True
+      lane = int(np.flatnonzero(z["run_id"] == run_id)[0])
+      return {k: (z[k] if k == "layer_names" else z[k][lane]) for k in z.files
+              if k != "run_id"}
+  except _NPZ_ERRORS as e:
+    raise ConfigError(f"trajectory file '{path}' is corrupt ({type(e).__name__}: {e}); "
+                      f"rerunning the sweep into '{workdir}' sets it aside and recomputes "
+                      f"its runs") from e
 
 
-def _set_aside(path: str) -> bool:
-  """Renames `path` to `path.corrupt`; False when another process already did."""
+# What reading a damaged npz raises: a bad zip directory, a member whose bytes fail
+# their CRC or do not inflate, a truncated array.
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, IndexError, zipfile.BadZipFile,
+               zlib.error)
+
+
+def trajectories_problem(path: str) -> str:
+  """'' when the npz at `path` is missing (summaries-only sweeps) or whole; else what is
+  wrong. Every member is read in full, so damaged bytes inside any one of them (its
+  CRC-32 is checked when it is read to the end) are found, not only a broken directory."""
+  if not os.path.exists(path):
+    return ""
   try:
-    os.replace(path, path + CORRUPT_SUFFIX)
-  except FileNotFoundError:
-    return False
-  return True
+    with zipfile.ZipFile(path) as archive:
+      bad = archive.testzip()  # reads every member to its end: checks each CRC-32
+    if bad is not None:
+      return f"its trajectory file's member '{bad}' is damaged (bad CRC-32)"
+    with np.load(path, allow_pickle=False) as z:
+      for name in z.files:
+        z[name]
+      if "run_id" not in z.files:
+        return "its trajectory file holds no run_id"
+  except _NPZ_ERRORS as e:
+    return f"its trajectory file is unreadable ({type(e).__name__}: {e})"
+  return ""
+
+
+def _set_aside(path: str) -> str | None:
+  """Renames `path` to `path.corrupt` (or `path.corrupt-2`, -3, ...: an earlier corrupt
+  copy is never overwritten); the new name, or None when another process already moved
+  it."""
+  for n in range(1, 10_000):
+    target = path + CORRUPT_SUFFIX + ("" if n == 1 else f"-{n}")
+    try:
+      os.link(path, target)  # fails if the target exists: never overwrites
+    except FileExistsError:
+      continue
+    except FileNotFoundError:
+      return None
+    except OSError:  # a filesystem without hard links: check, then rename
+      if os.path.exists(target):
+        continue
+      try:
+        os.replace(path, target)
+      except FileNotFoundError:
+        return None
+      return target
+    try:
+      os.remove(path)
+    except FileNotFoundError:  # another process set it aside at the same moment
+      os.remove(target)
+      return None
+    return target
+  raise ConfigError(f"too many corrupt copies of '{path}'")
 
 
 def recover(workdir: str, columns: tuple[str, ...] = ("run_id", "regime")
             ) -> tuple[pd.DataFrame, list[str]]:
-  """The finished runs of a workdir (`columns` of their rows) for a resume, and the
-  chunk files found corrupt.
+  """The finished runs of a workdir for a resume (every column of their rows; `columns`
+  must be among them), and the chunk files found corrupt.
 
-  Reads every chunk file this process can see. A parquet file that cannot be read, or
-  whose trajectory file exists but cannot be read, is reported (one warning naming it)
-  and set aside with both its files renamed to ``*.corrupt`` (which `load` ignores), so
-  its runs count as not done and the sweep recomputes them: nothing is silently dropped.
+  Reads every chunk file this process can see, and every member of its trajectory file.
+  A parquet file that cannot be read or lacks a required column, or whose trajectory
+  file exists but is damaged anywhere, is reported (one warning naming it) and set aside
+  with both its files renamed to ``*.corrupt`` (numbered ``*.corrupt-2``, ... when an
+  earlier copy is there: never overwritten; `load` ignores them), so its runs count as
+  not done and the sweep recomputes them: nothing is silently dropped.
   """
   frames, corrupt = [], []
   for path in chunk_files(workdir):
@@ -189,13 +253,13 @@ def recover(workdir: str, columns: tuple[str, ...] = ("run_id", "regime")
     try:
       rows = _read_rows(path)
       missing = [c for c in columns if c not in rows.columns]
-      problem = ("its trajectory file is unreadable" if not _trajectories_readable(traj)
-                 else f"it lacks column(s) {missing}" if missing else "")
+      problem = trajectories_problem(traj) or (
+        f"it lacks column(s) {missing}" if missing else "")
     except ConfigError as e:
       cause = e.__cause__
       problem = f"unreadable: {type(cause).__name__}: {cause}"
     if not problem:
-      frames.append(rows[list(columns)])
+      frames.append(rows)
       continue
     if not os.path.exists(path):  # another process set it aside while this one read it
       continue
@@ -204,9 +268,8 @@ def recover(workdir: str, columns: tuple[str, ...] = ("run_id", "regime")
       _set_aside(traj)
     if moved:
       corrupt.append(path)
-      log.warning("corrupt results chunk '%s' (%s): set aside as '%s%s'; its runs will be "
-                  "recomputed", path, " ".join(problem.split()), os.path.basename(path),
-                  CORRUPT_SUFFIX)
+      log.warning("corrupt results chunk '%s' (%s): set aside as '%s'; its runs will be "
+                  "recomputed", path, " ".join(problem.split()), os.path.basename(moved))
   if not frames:
     return pd.DataFrame({c: [] for c in columns}), corrupt
   return pd.concat(frames, ignore_index=True), corrupt

@@ -8,8 +8,9 @@
 #   scripts/tpu_vm.sh fetch  --name=gl --zone=us-central2-b --workdir=runs/tpu1 [--bucket=...]
 #   scripts/tpu_vm.sh delete --name=gl --zone=us-central2-b
 #
-# --dry-run prints every command instead of running it (give it before `--`: what follows
-# `--` goes to experiments.sweep). setup and run go to every worker
+# --dry-run (or GRADLAB_DRY_RUN=1) prints every command instead of running it (give it
+# before `--`: what follows `--` goes to experiments.sweep). Every value put into the
+# remote command is quoted (printf %q): a workdir with a space works, a `;` stays text. setup and run go to every worker
 # (--worker=all): each host runs the same sweep with --multihost, feeds and writes only
 # its own shard of each chunk, and `gradlab.results.load` merges the shards. fetch copies
 # the workdir back: from the bucket when --bucket is given (every worker synced its shard
@@ -22,7 +23,8 @@ usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 cmd="${1:-}"; [[ -n "$cmd" ]] || usage 2; shift
 [[ "$cmd" != "-h" && "$cmd" != "--help" ]] || usage 0
 name="gradlab"; zone=""; type="v4-8"; version="tpu-ubuntu2204-base"; project=""
-config="configs/default.py"; workdir=""; bucket=""; workers=1; dry=0; extra=()
+config="configs/default.py"; workdir=""; bucket=""; workers=1; dry="${GRADLAB_DRY_RUN:-0}"
+extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --name=*) name="${1#*=}" ;;
@@ -68,9 +70,10 @@ case "$cmd" in
     ;;
   run)
     wd="$(remote_workdir)"
-    sweep="cd gradlab && python -m experiments.sweep --multihost --quiet --config=$config --workdir=${wd#gradlab/}"
-    [[ ${#extra[@]} -eq 0 ]] || sweep+=" $(printf '%q ' "${extra[@]}")"
-    [[ -z "$bucket" ]] || sweep+=" && gsutil -m rsync -r ${wd#gradlab/} $bucket/$workdir"
+    args="$(printf '%q ' "--config=$config" "--workdir=${wd#gradlab/}" "${extra[@]}")"
+    sweep="cd gradlab && python -m experiments.sweep --multihost --quiet ${args% }"
+    sync="$(printf '%q ' "${wd#gradlab/}" "$bucket/$workdir")"
+    [[ -z "$bucket" ]] || sweep+=" && gsutil -m rsync -r ${sync% }"
     run "${gc[@]}" ssh "$name" --worker=all "${where[@]}" --command "$sweep"
     ;;
   fetch)

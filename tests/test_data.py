@@ -180,6 +180,10 @@ def test_catalog_name_offline_gives_clean_error(name, tmp_path, monkeypatch):
     raise ConnectionError("simulated: network is unreachable")
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+  # Past the fast offline check (tests/test_offline_data.py), to the download itself.
+  from gradlab.data import offline as offline_check
+
+  monkeypatch.setattr(offline_check, "preparation_blocker", lambda builder: None)
   with pytest.raises(DatasetUnavailableError) as err:
     load_dataset(name, data_dir=tmp_path)
   assert calls == [name]

@@ -19,6 +19,7 @@ import os
 from absl import app, flags
 
 from experiments import cli
+from gradlab.registry import ConfigError
 
 _PRESET = flags.DEFINE_string("preset", "small", "small, large, all (= small then large), "
                               "or tiny (a seconds-long check that the benchmark works).")
@@ -40,7 +41,17 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Run each timed loop this many tim
 _KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --out.")
 
 
+def matmul_sizes(values: list[str]) -> list[int]:
+  """--matmul_sizes as positive whole numbers, or a ConfigError naming the bad one."""
+  for text in values:
+    if not text.strip().isdigit() or int(text) < 1:
+      raise ConfigError(f"--matmul_sizes takes positive whole numbers (square matrix sizes, "
+                        f"e.g. 1024,2048), got '{text}'")
+  return [int(text) for text in values]
+
+
 def _main() -> int:
+  sizes = matmul_sizes(_MATMUL.value)
   from experiments.benchmark import presets as presets_lib
   from experiments.benchmark.report import markdown
   from experiments.benchmark.runner import run_benchmark
@@ -50,7 +61,7 @@ def _main() -> int:
   result = run_benchmark(
     names, out_dir=_OUT.value, points=_POINTS.value or None, data_dir=_DATA_DIR.value,
     torch_threads=threads, loop_budget_s=_BUDGET.value, chunk_size=_CHUNK.value,
-    matmul_sizes=[int(n) for n in _MATMUL.value], keep_sweeps=_KEEP.value,
+    matmul_sizes=sizes, keep_sweeps=_KEEP.value,
     torch_flush_denormal=_FLUSH.value, repeats=_REPEATS.value)
   print()
   print(markdown(result))
@@ -59,7 +70,8 @@ def _main() -> int:
   return 0
 
 
-main = cli.make_main(_main, log_level=logging.WARNING)
+main = cli.make_main(_main, log_level=logging.WARNING,
+                     interrupted="no benchmark result is kept; rerun the command")
 
 
 if __name__ == "__main__":

@@ -243,13 +243,48 @@ def prepared_builder(tfds_name: str, data_dir: DataDir = None, display_name: str
     with _quiet_tfds():
       builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
       if not builder.is_prepared():
+        if not own:  # a catalog dataset: judge in seconds whether a download can work
+          _check_downloadable(builder, name, tfds_name)
         builder.download_and_prepare()
+  except DatasetUnavailableError:
+    raise
   except Exception as e:  # any failure here means "not available"
     how = "generated" if own else "downloaded and prepared"
     raise DatasetUnavailableError(
       f"dataset '{name}' is not prepared in {where} and could not be {how}: {type(e).__name__}: {e}"
     ) from None
   return builder
+
+
+def check_obtainable(name: str, data_dir: DataDir = None) -> None:
+  """For a TFDS catalog name (`TFDS_NAMES`, not gradlab's own builders): nothing when it
+  is prepared in `data_dir`, else the fast DatasetUnavailableError of `prepared_builder`
+  when it cannot be downloaded here. Reads no data: a sweep calls it before it writes
+  anything. Other names pass (they are generated, or checked when loaded)."""
+  tfds_name = TFDS_NAMES.get(name, "gradlab_")
+  if tfds_name.startswith("gradlab_"):
+    return
+  import tensorflow_datasets as tfds
+
+  with _quiet_tfds():
+    builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+      _check_downloadable(builder, name, tfds_name)
+
+
+def _check_downloadable(builder: Any, name: str, tfds_name: str) -> None:
+  """A DatasetUnavailableError, within seconds and before any download attempt, when the
+  unprepared catalog `builder` cannot be prepared here (`offline.preparation_blocker`:
+  no network, or no TensorFlow), saying how to prepare it elsewhere and where to copy it
+  (TFDS would otherwise retry each download for minutes)."""
+  from gradlab.data import offline
+
+  blocker = offline.preparation_blocker(builder)
+  if blocker is not None:
+    root = os.fspath(builder.data_dir_root)
+    raise DatasetUnavailableError(
+      f"dataset '{name}' is not prepared in {root} and cannot be downloaded here "
+      f"({blocker}); {offline.how_to_prepare(tfds_name, root)}")
 
 
 def read_records(source: Sequence[Any], indices: Sequence[int], feature_key: str,

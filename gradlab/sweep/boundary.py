@@ -46,9 +46,9 @@ import pandas as pd
 from gradlab import config as config_lib
 from gradlab import regimes, results
 from gradlab.registry import ConfigError
-from gradlab.sweep import grid
+from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
-from gradlab.sweep.executor import Executor, SweepStats, progress_bar, start
+from gradlab.sweep.executor import Executor, Started, SweepStats, progress_bar, start
 
 log = logging.getLogger("gradlab")
 
@@ -160,6 +160,11 @@ def _round_group(group: grid.Group, call: int, n_outer: int, axis: str,
   return sub
 
 
+# Keys whose change moves the boundary search's run ids (positions in the search).
+_POSITION_KEYS = ("sweep.axes", "sweep.boundary_axis", "sweep.boundary_rounds",
+                  "sweep.replicas")
+
+
 def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool = True,
                  on_compile: Callable[[int, float], None] | None = None,
                  resume: str = "auto") -> SweepStats:
@@ -169,19 +174,36 @@ def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: b
   axes (`outer_plan`). Every process calls it alike."""
   del plan  # made (and validated) by the caller; the runs are those of the outer plan
   t_start = time.perf_counter()
+  outer = outer_plan(cfg)
+  n_total = outer.n_points * (2 + int(cfg.sweep.boundary_rounds))  # outer runs per call
+  meta = {"axes": list(cfg.sweep.axes), "n_points": n_total, "mode": "boundary",
+          "outer_axes": list(outer.axes), "boundary_axis": cfg.sweep.boundary_axis}
+  begun = start(cfg, workdir, resume, outer, meta)
+  try:
+    return _search(cfg, workdir, progress, on_compile, begun, outer, t_start)
+  finally:
+    lock.release(workdir, jax.process_index())
+
+
+def _search(cfg: mlc.ConfigDict, workdir: str, progress: bool,
+            on_compile: Callable[[int, float], None] | None, begun: Started,
+            outer: grid.Plan, t_start: float) -> SweepStats:
+  """The bisection rounds of `run_boundary` after `start` (the lock is held)."""
   axis = cfg.sweep.boundary_axis
   rounds = int(cfg.sweep.boundary_rounds)
   ends = [float(v) for v in cfg.sweep.axes[axis]]
   lo, hi = min(ends), max(ends)
   log_scale = lo > 0
-  outer = outer_plan(cfg)
   replicas = int(cfg.sweep.replicas)
-  n_outer = outer.n_points  # runs per call: outer points x replicas
+  n_outer = outer.n_points
   n_total = n_outer * (2 + rounds)
   axes = list(cfg.sweep.axes)
-  meta = {"axes": axes, "n_points": n_total, "mode": "boundary",
-          "outer_axes": list(outer.axes), "boundary_axis": axis}
-  mesh, _, done, n_corrupt = start(cfg, workdir, resume, outer, meta)
+  mesh, done, n_corrupt = begun.mesh, begun.done, begun.n_corrupt
+  moved = [d for d in begun.differences if d.startswith(_POSITION_KEYS)]
+  if moved:
+    raise ConfigError(f"a boundary search resumes only with the same axes and rounds "
+                      f"(its run ids are positions in the search; changed: {'; '.join(moved)})"
+                      f": use a new --workdir")
   codes = np.full(n_total, -1, np.int8)  # -1 unknown, 0 unstable, 1 stable
   ids = done["run_id"].to_numpy(dtype=np.int64)
   keep = (ids >= 0) & (ids < n_total)
@@ -215,7 +237,8 @@ def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: b
     return replica_majority(codes[ids] == 1, replicas)
 
   n_points = n_outer // replicas
-  found = bisect(evaluate, lo, hi, n_points, rounds, log_scale)
+  with executor.watchdog():
+    found = bisect(evaluate, lo, hi, n_points, rounds, log_scale)
   found.n_runs *= replicas
   bar.close()
   if jax.process_index() == 0:

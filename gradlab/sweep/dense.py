@@ -1,7 +1,8 @@
 """``sweep.mode = 'grid'``: every point of the plan, each run once.
 
-A rerun into the same workdir plans only the runs not written yet (by run_id); a
-workdir of a different config is refused (`gradlab.sweep.meta.check_resume`).
+A rerun into the same workdir plans only the points not written yet (by point identity:
+`gradlab.sweep.resume`); a workdir of a different config is refused
+(`gradlab.sweep.meta.check_resume`) unless the resume is forced.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Callable
 import jax
 import ml_collections as mlc
 
-from gradlab.sweep import grid
+from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
-from gradlab.sweep.executor import Executor, SweepStats, done_mask, progress_bar, start
+from gradlab.sweep import resume as resume_lib
+from gradlab.sweep.executor import Executor, SweepStats, progress_bar, start
 
 log = logging.getLogger("gradlab")
 
@@ -27,25 +29,27 @@ def run_grid(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool 
   it) not written yet into `workdir`; returns counts and timings. Every process of a
   multi-process run calls it with the same arguments."""
   t_start = time.perf_counter()
-  mesh, _, done, n_corrupt = start(cfg, workdir, resume, plan)
-  is_done = done_mask(done, plan.n_points)
-  stats = SweepStats(plan.n_points, len(plan.groups), 0, int(is_done.sum()), 0.0, 0.0, 0.0,
-                     n_corrupt_files=n_corrupt, n_devices=mesh.size,
-                     n_processes=jax.process_count())
-  todo = [g.subset([i for i, r in enumerate(g.run_ids) if not is_done[r]])
-          for g in plan.groups]
-  todo = [g for g in todo if len(g)]
-  bar = progress_bar(plan.n_points, stats.n_skipped, progress)
-  executor = Executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
-  if todo:
-    log.info("%d of %d runs to do (%d done already) in %d groups on %d devices (mesh %s)",
-             sum(map(len, todo)), plan.n_points, stats.n_skipped, len(todo), mesh.size,
-             dict(mesh.shape))
-    stats.estimated_bytes = executor.estimate(todo, [len(g) for g in todo])
-  for group in todo:
-    executor.run(group)
-  bar.close()
-  mesh_lib.barrier("gradlab-sweep-done")
+  begun = start(cfg, workdir, resume, plan)
+  try:
+    mesh = begun.mesh
+    todo, n_done = resume_lib.todo(plan, begun.done, begun.saved)
+    stats = SweepStats(plan.n_points, len(plan.groups), 0, n_done, 0.0, 0.0, 0.0,
+                       n_corrupt_files=begun.n_corrupt, n_devices=mesh.size,
+                       n_processes=jax.process_count())
+    bar = progress_bar(plan.n_points, stats.n_skipped, progress)
+    executor = Executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
+    if todo:
+      log.info("%d of %d runs to do (%d done already) in %d groups on %d devices (mesh %s)",
+               sum(map(len, todo)), plan.n_points, stats.n_skipped, len(todo), mesh.size,
+               dict(mesh.shape))
+      stats.estimated_bytes = executor.estimate(todo, [len(g) for g in todo])
+    with executor.watchdog():
+      for group in todo:
+        executor.run(group)
+    bar.close()
+    mesh_lib.barrier("gradlab-sweep-done")
+  finally:
+    lock.release(workdir, jax.process_index())
   stats.wall_seconds = time.perf_counter() - t_start
   log.info("%d compiles for %d groups (+%d trial compiles)", stats.n_compiles,
            stats.n_groups, stats.n_trial_compiles)

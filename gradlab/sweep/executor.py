@@ -3,8 +3,9 @@
 Both sweep modes (`gradlab.sweep.dense` for the grid, `gradlab.sweep.boundary` for the
 boundary search) hand it groups of a `gradlab.sweep.grid.Plan`. For each group of equal
 static structure it compiles
-``jit(vmap(run, in_axes=(0, 0, None), spmd_axis_name='grid'))`` ONCE for the chunk
-shape, with the lanes sharded over the mesh's 'grid' axis and the dataset replicated,
+``jit(vmap(run))`` ONCE for the chunk shape (`gradlab.sweep.mesh.lanes_program`: each
+device runs the one-device program on its own lanes), with the lanes sharded over the
+mesh's 'grid' axis and the dataset replicated,
 then feeds it every chunk of that group (padded to a multiple of the grid axis; padded
 lanes never reach the results). The chunk size is `sweep.chunk_size`, or with 0 the
 largest that fits `sweep.memory_budget` (`gradlab.sweep.memory`). Each process writes
@@ -18,13 +19,14 @@ recomputed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,14 +36,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gradlab import results
-from gradlab.data import load_dataset
-from gradlab.data.stream import open_stream
+from gradlab.config import flatten
 from gradlab.losses import chance_loss
-from gradlab.sweep import cache, grid, memory
+from gradlab.registry import ConfigError
+from gradlab.sweep import cache, grid, lock, memory
 from gradlab.sweep import mesh as mesh_lib
+from gradlab.sweep.group_data import GroupData
 from gradlab.sweep.meta import check_resume, sweep_metadata
 from gradlab.sweep.rows import TRAJECTORY_FIELDS, summary_rows, trajectory_arrays
 from gradlab.sweep.streamed import StreamedRunner
+from gradlab.sweep.watchdog import Watchdog
 from gradlab.train import Run, build_run, make_data_arrays
 
 log = logging.getLogger("gradlab")
@@ -103,53 +107,50 @@ class Executor:
     self.keep_trajectories = bool(cfg.sweep.keep_trajectories)
     self._prepared: dict[int, _Prepared] = {}
     self._compiled: dict[int, tuple[int, Any]] = {}
-    self._datasets: dict[tuple[Any, ...], Any] = {}
-    self._streams: dict[tuple[Any, ...], Any] = {}
+    self.data = GroupData(mesh)
     self._runners: dict[int, StreamedRunner] = {}
-    self._data: dict[tuple[str, str, int], tuple[Any, int]] = {}
+    self._dog: Watchdog | None = None
 
-  def _dataset(self, gcfg: mlc.ConfigDict) -> Any:
-    """The group's dataset; for a streamed group (data.stream > 0) the stream's view of
-    it (eval slice and test split only; `gradlab.data.stream`)."""
-    key = (*dataset_key(gcfg), int(gcfg.train.eval_size) if gcfg.data.stream else None)
-    if key not in self._datasets:
-      if int(gcfg.data.stream):
-        self._streams[key] = open_stream(gcfg.data.name, gcfg.data.data_dir or None,
-                                         gcfg.data, int(gcfg.train.eval_size))
-        self._datasets[key] = self._streams[key].dataset
-      else:
-        self._datasets[key] = load_dataset(gcfg.data.name, gcfg.data.data_dir or None,
-                                           data_cfg=gcfg.data)
-    return self._datasets[key]
+  @contextlib.contextmanager
+  def watchdog(self) -> Iterator[None]:
+    """Runs the chunks inside under the per-chunk watchdog (`gradlab.sweep.watchdog`)."""
+    self._dog = Watchdog(self.workdir, float(self.cfg.sweep.chunk_timeout_s))
+    try:
+      yield
+    finally:
+      self._dog.stop()
+      self._dog = None
+
+  def _idle(self) -> None:
+    if self._dog is not None:
+      self._dog.idle()
+
+  def _busy(self) -> None:
+    if self._dog is not None:
+      self._dog.busy()
+
+  def _beat(self) -> None:
+    if self._dog is not None:
+      self._dog.beat()
 
   def _streamed(self, group: grid.Group) -> StreamedRunner:
     """The segment loop of a streamed group (built once)."""
     if group.index not in self._runners:
       gcfg = group.cfg
       prep = self._prepared[group.index]
-      key = (*dataset_key(gcfg), int(gcfg.train.eval_size))
+      stream = self.data.stream(gcfg)
       host = jax.tree_util.tree_map(np.asarray,
-                                    make_data_arrays(self._datasets[key], gcfg.train.eval_size))
-      self._runners[group.index] = StreamedRunner(prep.run, gcfg, self._streams[key], host,
-                                                  self.mesh)
+                                    make_data_arrays(stream.dataset, gcfg.train.eval_size))
+      self._runners[group.index] = StreamedRunner(prep.run, gcfg, stream, host, self.mesh)
       self.stats.n_compiles += 1
       self.stats.chunk_sizes[group.index] = prep.first_size
     return self._runners[group.index]
 
-  def _global_data(self, gcfg: mlc.ConfigDict, dataset: Any) -> tuple[Any, int]:
-    key = (*dataset_key(gcfg), int(gcfg.train.eval_size))
-    if key not in self._data:
-      host = jax.tree_util.tree_map(np.asarray,
-                                    make_data_arrays(dataset, gcfg.train.eval_size))
-      self._data[key] = (mesh_lib.to_global(host, mesh_lib.replicated(self.mesh)),
-                         memory.tree_bytes(host))
-    return self._data[key]
-
   def _lower(self, run_fn: Callable[..., Any], hparams: list[str], size: int,
              data: Any) -> Any:
     lanes = mesh_lib.lane_sharding(self.mesh)
-    vmapped = jax.vmap(run_fn, in_axes=(0, 0, None), spmd_axis_name=mesh_lib.GRID)
-    fn = jax.jit(vmapped, in_shardings=(lanes, lanes, mesh_lib.replicated(self.mesh)),
+    fn = jax.jit(mesh_lib.lanes_program(run_fn, self.mesh),
+                 in_shardings=(lanes, lanes, mesh_lib.replicated(self.mesh)),
                  out_shardings=lanes)
     hp_spec = {k: jax.ShapeDtypeStruct((size,), jnp.float32) for k in hparams}
     key_spec = jax.ShapeDtypeStruct((size, 2), jnp.uint32)
@@ -162,8 +163,8 @@ class Executor:
       if group.index in self._prepared:
         continue
       gcfg = group.cfg
-      dataset = self._dataset(gcfg)
-      data, data_bytes = self._global_data(gcfg, dataset)
+      dataset = self.data.dataset(gcfg)
+      data, data_bytes = self.data.on_mesh(gcfg, dataset)
       run = build_run(gcfg, dataset.num_classes,
                       batch_constraint=mesh_lib.batch_constraint(self.mesh),
                       task=dataset.task)
@@ -244,12 +245,14 @@ class Executor:
     before the last one is written, so writing overlaps computing."""
     if not len(group):
       return []
+    self._idle()  # building, loading data and compiling are not chunks
     if int(group.cfg.data.stream):
       self.prepare([group])
       compiled = self._streamed(group)
       size = self._prepared[group.index].first_size
     else:
       size, compiled = self._compile_for(group)
+    self._busy()
     prep = self._prepared[group.index]
     lanes_sharding = mesh_lib.lane_sharding(self.mesh)
     written: list[pd.DataFrame] = []
@@ -273,6 +276,7 @@ class Executor:
     """Waits for a chunk's outputs and writes the rows of this process's real lanes."""
     t0 = time.perf_counter()
     lanes, local = mesh_lib.local_lanes(out)
+    self._beat()
     self.stats.run_seconds += time.perf_counter() - t0
     mine = chunk.take(lanes, self.process)
     rows = []
@@ -290,13 +294,6 @@ class Executor:
     return rows
 
 
-def dataset_key(cfg: mlc.ConfigDict) -> tuple[Any, ...]:
-  """What a loaded dataset depends on: the data section without the batch size and
-  augmentation (those act per minibatch)."""
-  return tuple(sorted((k, v) for k, v in cfg.data.items()
-                      if k not in ("batch_size", "augment")))
-
-
 def _free_bytes(workdir: str) -> int | None:
   try:
     return shutil.disk_usage(workdir).free
@@ -304,36 +301,63 @@ def _free_bytes(workdir: str) -> int | None:
     return None
 
 
+class Started(NamedTuple):
+  """What `start` found: the mesh, the config keys that differ from the saved config
+  (a forced resume), the rows already written in this process (every column), the
+  corrupt chunk files set aside, and the saved config (flattened; {} for a new workdir)."""
+
+  mesh: Any
+  differences: list[str]
+  done: pd.DataFrame
+  n_corrupt: int
+  saved: dict[str, Any]
+
+
 def start(cfg: mlc.ConfigDict, workdir: str, resume: str, plan: grid.Plan,
-          extra_meta: dict[str, Any] | None = None
-          ) -> tuple[Any, list[str], pd.DataFrame, int]:
-  """What both sweep modes do first, in every process: the mesh, the compile cache, the
-  resume check, config.json (process 0; others only where their filesystem lacks it),
-  and the runs already done (corrupt chunks set aside). Returns (mesh, differences from
-  the saved config, done rows (run_id, regime) of this process, corrupt file count)."""
+          extra_meta: dict[str, Any] | None = None) -> Started:
+  """What both sweep modes do first, in every process: this process's lock of the
+  workdir (`gradlab.sweep.lock`: a second sweep into it is refused), the mesh, the
+  compile cache, the resume check, config.json (process 0; others only where their
+  filesystem lacks it) and the runs already done (corrupt chunks set aside).
+
+  config.json keeps the record of every forced resume (``resumes``: when, the commit and
+  the keys that differed), carried over by every later run, never erased;
+  ``resumed_with_differences`` lists the differences of all of them."""
   mesh = mesh_lib.make_mesh(int(cfg.mesh.data))
+  check_workdir(workdir)
+  lock.acquire(workdir, jax.process_index())
   cache.configure(cache.cache_dir(str(cfg.sweep.compile_cache), workdir))
-  os.makedirs(workdir, exist_ok=True)
   diff = check_resume(workdir, cfg, resume)
-  meta = {**sweep_metadata(cfg, plan), **(extra_meta or {})}
-  if diff:
-    meta["resumed_with_differences"] = diff
   config_path = os.path.join(workdir, results.CONFIG_FILE)
+  saved = results.read_config(workdir) if os.path.exists(config_path) else {}
+  meta = {**sweep_metadata(cfg, plan), **(extra_meta or {})}
+  history = list(saved.get("resumes", []))
+  if diff:
+    history.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "git_commit": meta.get("git_commit"), "differences": diff})
+  if history:
+    meta["resumes"] = history
+    meta["resumed_with_differences"] = [d for h in history for d in h["differences"]]
   if jax.process_index() == 0:
     results.write_json(config_path, meta)
   mesh_lib.barrier("gradlab-config-written")
   if jax.process_index() != 0 and not os.path.exists(config_path):
     results.write_json(config_path, meta)  # this host does not share process 0's disk
   done, corrupt = results.recover(workdir)
-  return mesh, diff, done, len(corrupt)
+  return Started(mesh, diff, done, len(corrupt), flatten(saved.get("config", {})))
 
 
-def done_mask(done: pd.DataFrame, n_ids: int) -> np.ndarray:
-  """Which of run_ids 0..n_ids-1 are done in ANY process (the same answer everywhere)."""
-  mask = np.zeros(n_ids, np.int8)
-  ids = done["run_id"].to_numpy(dtype=np.int64)
-  mask[ids[(ids >= 0) & (ids < n_ids)]] = 1
-  return mesh_lib.gather_max(mask).astype(bool)
+def check_workdir(workdir: str) -> None:
+  """A workdir must be a folder this process can create and write into (one line)."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ConfigError(f"workdir '{workdir}' is a file, not a folder: choose another --workdir")
+  try:
+    os.makedirs(workdir, exist_ok=True)  # the lock file goes in it
+  except OSError as e:
+    raise ConfigError(f"cannot create workdir '{workdir}' ({e.strerror}): choose another "
+                      f"--workdir") from e
+  if not os.access(workdir, os.W_OK | os.X_OK):
+    raise ConfigError(f"workdir '{workdir}' is not writable: choose another --workdir")
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:
