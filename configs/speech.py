@@ -40,10 +40,6 @@ def get_config():
   c.train.steps = 400
   c.train.log_every = 20
   c.train.eval_size = 1024
-  # One lane per compiled call on CPU: on the 2-core test box, vmapped chunks of 4-30 LSTM/GRU
-  # lanes sometimes wedged XLA's CPU runtime (all threads idle, no progress); chunks of 1
-  # never did, and ran faster. Set 0 (sized from memory) on accelerators.
-  c.sweep.chunk_size = 1
   c.sweep.axes = make_axes({
     "init.spectral_radius": np.round(np.geomspace(0.5, 2.0, 5), 4).tolist(),
     "optimizer.learning_rate": [1e-3, 3e-3, 1e-2, 1e-1],

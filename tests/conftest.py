@@ -13,6 +13,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
   sys.path.insert(0, REPO)
 
+# The suite's time is mostly XLA compiles of tiny programs: skip LLVM's expensive
+# optimizations (about 20% less wall time on 2 cores). Set before JAX starts, and
+# inherited by the subprocesses the tests start (they add to it, never replace it).
+FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
+
 from gradlab.config import make_axes  # noqa: E402
 from gradlab.defaults import base_config  # noqa: E402
 

@@ -26,7 +26,9 @@ VALUE_COLUMNS = ["run_id", "regime", "initial_loss", "final_loss", "test_accurac
 
 
 def _env(devices: int) -> dict[str, str]:
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  flags = os.environ.get("XLA_FLAGS", "")  # conftest's compile flags: the same numerics
+  return {**os.environ,
+          "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count={devices}".strip()}
 
 
 def _values(df: pd.DataFrame) -> pd.DataFrame:

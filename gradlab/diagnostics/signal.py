@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gradlab.models.activations import ACTIVATIONS
+from gradlab.models.orthogonal import qr
 
 Params = Any
 LN_EPSILON = 1e-6  # flax.linen.LayerNorm's default
@@ -171,7 +172,9 @@ def jacobian_singular_values(params: Params, activation: str, x_F: jax.Array,
   `num_values + oversample` random probe directions pushed through J by jvp, refined by
   `num_power_iters` rounds of J J^T (vjp then jvp) with re-orthonormalization, then the
   exact SVD of the small projected matrix. "auto" is exact while F * outputs <=
-  `exact_max_entries`, else randomized (needs `key`).
+  `exact_max_entries`, else randomized (needs `key`). The QRs are
+  `gradlab.models.orthogonal.qr` (``jnp.linalg.qr``'s numbers, no batched LAPACK QR when
+  this function is vmapped, which can hang on CPU; not reverse-differentiable).
   """
   fn = _network_fn(params, activation, to)
   out_dim = jax.eval_shape(fn, x_F).shape[0]
@@ -190,9 +193,9 @@ def jacobian_singular_values(params: Params, activation: str, x_F: jax.Array,
   _, vjp_fn = jax.vjp(fn, x_F)
   j_cols = jax.vmap(jvp_fn, in_axes=1, out_axes=1)         # (F, k) -> (out, k)
   jt_cols = jax.vmap(lambda u: vjp_fn(u)[0], in_axes=1, out_axes=1)  # (out, k) -> (F, k)
-  q_mat, _ = jnp.linalg.qr(j_cols(jax.random.normal(key, (in_dim, k), x_F.dtype)))
+  q_mat, _ = qr(j_cols(jax.random.normal(key, (in_dim, k), x_F.dtype)))
   for _ in range(num_power_iters):
-    w, _ = jnp.linalg.qr(jt_cols(q_mat))
-    q_mat, _ = jnp.linalg.qr(j_cols(w))
+    w, _ = qr(jt_cols(q_mat))
+    q_mat, _ = qr(j_cols(w))
   b_t = jt_cols(q_mat)                                     # (F, k) = (Q^T J)^T
   return jnp.linalg.svd(b_t, compute_uv=False)[:num_values]

@@ -17,6 +17,9 @@ Families (unit scale, before sigma_w):
 - ``orthogonal``: a random orthogonal matrix scaled by sqrt(max(1, fan_out / fan_in)) so
   that its rows (or columns) have unit norm; sigma_w = 1 preserves norms
   (Saxe et al. 2014, "Exact solutions to the nonlinear dynamics of learning").
+  ``orthogonal`` and ``delta_orthogonal`` draw with `gradlab.models.orthogonal.Orthogonal`:
+  ``jax.nn.initializers.orthogonal`` bit for bit, but never a batched LAPACK QR under vmap
+  (which can hang a CPU sweep; see that module).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 from flax.core import unfreeze
 
 from gradlab.config import register_keys
+from gradlab.models.orthogonal import Orthogonal
 from gradlab.registry import Registry
 
 # The init section's own keys: the unit-scale family (`INIT_FAMILIES`) and the traced
@@ -46,7 +50,7 @@ INIT_FAMILIES: Registry[Initializer] = Registry("init family")
 INIT_FAMILIES.register("lecun")(jax.nn.initializers.variance_scaling(1.0, "fan_in", "normal"))
 INIT_FAMILIES.register("he")(jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal"))
 INIT_FAMILIES.register("glorot")(jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal"))
-INIT_FAMILIES.register("orthogonal")(jax.nn.initializers.orthogonal(1.0))
+INIT_FAMILIES.register("orthogonal")(Orthogonal(1.0))
 
 unit_bias_init: Initializer = jax.nn.initializers.normal(1.0)
 
@@ -92,7 +96,7 @@ def delta_orthogonal(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.fl
   sigma_w multiplying this kernel (`scale_params`), so sigma_w = 1 is the isometric point.
   A Dense kernel (rank 2) gets the plain orthogonal init, as the ``orthogonal`` family.
   """
-  orthogonal = jax.nn.initializers.orthogonal(1.0)
+  orthogonal = Orthogonal(1.0)
   if len(shape) <= 2:
     return orthogonal(key, shape, dtype)
   *spatial, c_in, c_out = shape

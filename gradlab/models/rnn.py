@@ -54,6 +54,7 @@ import jax.numpy as jnp
 from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
+from gradlab.models.orthogonal import Orthogonal
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError, Registry
 
@@ -79,7 +80,7 @@ def orthogonal_blocks(key: Array, hidden: int, gates: int) -> Array:
   """G random orthogonal H x H blocks side by side: every block's eigenvalues lie on the
   unit circle (spectral radius exactly 1)."""
   keys = jax.random.split(key, gates)
-  ortho = jax.nn.initializers.orthogonal(1.0)
+  ortho = Orthogonal(1.0)  # jax's orthogonal init bit for bit, no batched QR under vmap
   return jnp.concatenate([ortho(k, (hidden, hidden), jnp.float32) for k in keys], axis=1)
 
 
