@@ -181,6 +181,8 @@ def test_watchdog_ends_a_hung_chunk_with_one_line_and_a_stack_dump(tmp_path):
         time.sleep(600)
       return real(out)
     executor.mesh_lib.local_lanes = hang_second
+    import gradlab.sweep.watchdog as watchdog
+    watchdog.shutil.which = lambda name: None  # no gdb attach: it takes seconds
     cfg = tiny_config({{"init.sigma_w": [0.5, 1.0, 2.0]}}, sweep=dict(chunk_size=1,
                       chunk_timeout_s=2.0, compile_cache="none"))
     run_sweep(cfg, {wd!r}, progress=False)
@@ -196,3 +198,14 @@ def test_watchdog_ends_a_hung_chunk_with_one_line_and_a_stack_dump(tmp_path):
     text = f.read()
   assert "in hang_second" in text and "Native threads" in text  # where it hung
   assert len(results.load(wd)) == 1  # the first chunk's row is kept
+
+
+def test_chunks_are_dealt_to_every_host_in_turn():
+  """Chunk k runs on deal_order[k % n]: local device index first, process second, so
+  consecutive chunks land on different hosts (a 2-chunk group keeps both hosts busy)."""
+  from types import SimpleNamespace
+
+  from gradlab.sweep.deal import deal_order
+
+  devs = [SimpleNamespace(id=i, process_index=i // 2) for i in (3, 0, 2, 1)]
+  assert [(d.process_index, d.id) for d in deal_order(devs)] == [(0, 0), (1, 2), (0, 1), (1, 3)]

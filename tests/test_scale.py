@@ -177,6 +177,7 @@ def test_compile_cache_goes_next_to_the_workdir_or_nowhere(tmp_path):
   assert cache.cache_dir("none", "runs/x") is None
   assert cache.cache_dir("", "runs/x") == os.path.abspath("runs/.jax_cache")
   cfg = tiny_config({"init.sigma_w": [0.5, 1.0]})
+  cfg.sweep.compile_cache = ""  # the default: next to the workdir
   first = run_sweep(cfg, str(tmp_path / "wd1"), progress=False)
   cached = os.listdir(tmp_path / ".jax_cache")
   assert any(name.startswith("jit_run") for name in cached)

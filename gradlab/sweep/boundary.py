@@ -48,7 +48,8 @@ from gradlab import regimes, results
 from gradlab.registry import ConfigError
 from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
-from gradlab.sweep.executor import Executor, Started, SweepStats, progress_bar, start
+from gradlab.sweep.deal import make_executor
+from gradlab.sweep.executor import Started, SweepStats, progress_bar, start
 
 log = logging.getLogger("gradlab")
 
@@ -214,7 +215,7 @@ def _search(cfg: mlc.ConfigDict, workdir: str, progress: bool,
                             n_corrupt_files=n_corrupt, n_devices=mesh.size,
                             n_processes=jax.process_count())
   bar = progress_bar(n_total, n_done, progress)
-  executor = Executor(cfg, workdir, mesh, stats, axes, bar, on_compile)
+  executor = make_executor(cfg, workdir, mesh, stats, axes, bar, on_compile)
   todo_per_group = [sum(int((codes[c * n_outer + np.asarray(g.run_ids)] < 0).sum())
                         for c in range(2 + rounds)) for g in outer.groups]
   log.info("boundary search along %s in [%g, %g] (%s scale), %d rounds, for %d points of "

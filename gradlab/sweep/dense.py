@@ -17,7 +17,8 @@ import ml_collections as mlc
 from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep import resume as resume_lib
-from gradlab.sweep.executor import Executor, SweepStats, progress_bar, start
+from gradlab.sweep.deal import make_executor
+from gradlab.sweep.executor import SweepStats, progress_bar, start
 
 log = logging.getLogger("gradlab")
 
@@ -37,7 +38,7 @@ def run_grid(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool 
                        n_corrupt_files=begun.n_corrupt, n_devices=mesh.size,
                        n_processes=jax.process_count())
     bar = progress_bar(plan.n_points, stats.n_skipped, progress)
-    executor = Executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
+    executor = make_executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
     if todo:
       log.info("%d of %d runs to do (%d done already) in %d groups on %d devices (mesh %s)",
                sum(map(len, todo)), plan.n_points, stats.n_skipped, len(todo), mesh.size,

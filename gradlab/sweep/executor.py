@@ -3,9 +3,10 @@
 Both sweep modes (`gradlab.sweep.dense` for the grid, `gradlab.sweep.boundary` for the
 boundary search) hand it groups of a `gradlab.sweep.grid.Plan`. For each group of equal
 static structure it compiles
-``jit(vmap(run))`` ONCE for the chunk shape (`gradlab.sweep.mesh.lanes_program`: each
-device runs the one-device program on its own lanes), with the lanes sharded over the
-mesh's 'grid' axis and the dataset replicated,
+``jit(vmap(run))`` ONCE for the chunk shape (`gradlab.sweep.mesh.lanes_program`), with
+the lanes sharded over the mesh's 'grid' axis and the dataset replicated (with several
+devices and ``mesh.data = 1``, `gradlab.sweep.deal` gives each device an executor of
+its own on a one-device mesh and deals it whole chunks),
 then feeds it every chunk of that group (padded to a multiple of the grid axis; padded
 lanes never reach the results). The chunk size is `sweep.chunk_size`, or with 0 the
 largest that fits `sweep.memory_budget` (`gradlab.sweep.memory`). Each process writes
@@ -99,7 +100,8 @@ class Executor:
 
   def __init__(self, cfg: mlc.ConfigDict, workdir: str, mesh: Any, stats: SweepStats,
                axes: list[str], bar: Any = None,
-               on_compile: Callable[[int, float], None] | None = None):
+               on_compile: Callable[[int, float], None] | None = None,
+               data: GroupData | None = None):
     self.cfg, self.workdir, self.mesh, self.stats, self.axes = cfg, workdir, mesh, stats, axes
     self.bar, self.on_compile = bar, on_compile
     self.grid = mesh_lib.grid_size(mesh)
@@ -107,18 +109,21 @@ class Executor:
     self.keep_trajectories = bool(cfg.sweep.keep_trajectories)
     self._prepared: dict[int, _Prepared] = {}
     self._compiled: dict[int, tuple[int, Any]] = {}
-    self.data = GroupData(mesh)
+    self.fixed_sizes: dict[int, int] = {}  # group -> chunk size decided elsewhere (dealing)
+    self.data = GroupData(mesh, shared=data)
     self._runners: dict[int, StreamedRunner] = {}
     self._dog: Watchdog | None = None
 
   @contextlib.contextmanager
-  def watchdog(self) -> Iterator[None]:
-    """Runs the chunks inside under the per-chunk watchdog (`gradlab.sweep.watchdog`)."""
-    self._dog = Watchdog(self.workdir, float(self.cfg.sweep.chunk_timeout_s))
+  def watchdog(self, dog: Watchdog | None = None) -> Iterator[None]:
+    """Runs the chunks inside under the per-chunk watchdog (`gradlab.sweep.watchdog`;
+    `dog`: one shared with other executors, which its owner stops)."""
+    self._dog = dog or Watchdog(self.workdir, float(self.cfg.sweep.chunk_timeout_s))
     try:
       yield
     finally:
-      self._dog.stop()
+      if dog is None:
+        self._dog.stop()
       self._dog = None
 
   def _idle(self) -> None:
@@ -168,7 +173,8 @@ class Executor:
       run = build_run(gcfg, dataset.num_classes,
                       batch_constraint=mesh_lib.batch_constraint(self.mesh),
                       task=dataset.task)
-      size = (grid.chunk_size_for(self.cfg, len(group), self.grid)
+      size = (self.fixed_sizes.get(group.index)
+              or grid.chunk_size_for(self.cfg, len(group), self.grid)
               or memory.trial_lanes(len(group), self.grid))
       lowered = self._lower(run.run, list(group.hparams), size, data)
       out = lowered.out_info
@@ -210,7 +216,7 @@ class Executor:
     compiled = prep.lowered.compile()
     dt = time.perf_counter() - t0
     size = prep.first_size
-    if not int(self.cfg.sweep.chunk_size):
+    if not int(self.cfg.sweep.chunk_size) and group.index not in self.fixed_sizes:
       budget = memory.budget_bytes(float(self.cfg.sweep.memory_budget))
       trial_bytes = memory.compiled_bytes(compiled)
       if trial_bytes is None:
@@ -253,23 +259,39 @@ class Executor:
     else:
       size, compiled = self._compile_for(group)
     self._busy()
-    prep = self._prepared[group.index]
-    lanes_sharding = mesh_lib.lane_sharding(self.mesh)
     written: list[pd.DataFrame] = []
     pending = None
     for chunk in grid.chunks(group, size):
-      t0 = time.perf_counter()
-      keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32)))
-      hp, keys = mesh_lib.to_global((chunk.hparams, keys), lanes_sharding)
-      out = (compiled(hp, keys) if isinstance(compiled, StreamedRunner)
-             else compiled(hp, keys, prep.data))  # asynchronous
-      self.stats.run_seconds += time.perf_counter() - t0
+      out = self.dispatch(compiled, group, chunk)
       if pending is not None:
-        written += self._write(group, prep, *pending)
+        written += self.write(group, *pending)
       pending = (chunk, out)
     if pending is not None:
-      written += self._write(group, prep, *pending)
+      written += self.write(group, *pending)
     return written
+
+  def compiled_for(self, group: grid.Group, size: int | None = None) -> tuple[int, Any]:
+    """(chunk size, compiled) of a non-streamed group, at `size` lanes when given."""
+    if size is not None:
+      self.fixed_sizes[group.index] = size
+    self._idle()
+    out = self._compile_for(group)
+    self._busy()
+    return out
+
+  def dispatch(self, compiled: Any, group: grid.Group, chunk: grid.Chunk) -> Any:
+    """Starts one chunk of `group` on the mesh (asynchronous); returns its outputs."""
+    prep = self._prepared[group.index]
+    t0 = time.perf_counter()
+    keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32)))
+    hp, keys = mesh_lib.to_global((chunk.hparams, keys), mesh_lib.lane_sharding(self.mesh))
+    out = (compiled(hp, keys) if isinstance(compiled, StreamedRunner)
+           else compiled(hp, keys, prep.data))
+    self.stats.run_seconds += time.perf_counter() - t0
+    return out
+
+  def write(self, group: grid.Group, chunk: grid.Chunk, out: Any) -> list[pd.DataFrame]:
+    return self._write(group, self._prepared[group.index], chunk, out)
 
   def _write(self, group: grid.Group, prep: _Prepared, chunk: grid.Chunk, out: Any
              ) -> list[pd.DataFrame]:

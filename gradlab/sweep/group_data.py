@@ -32,10 +32,12 @@ def dataset_key(cfg: mlc.ConfigDict) -> tuple[Any, ...]:
 class GroupData:
   """Caches, per `dataset_key`, the loaded dataset, its stream and its arrays on `mesh`."""
 
-  def __init__(self, mesh: Any):
+  def __init__(self, mesh: Any, shared: GroupData | None = None):
+    """`shared`: another GroupData whose loaded datasets and streams this one reuses
+    (executors of one sweep on different devices)."""
     self.mesh = mesh
-    self._datasets: dict[tuple[Any, ...], Any] = {}
-    self._streams: dict[tuple[Any, ...], Any] = {}
+    self._datasets: dict[tuple[Any, ...], Any] = shared._datasets if shared else {}
+    self._streams: dict[tuple[Any, ...], Any] = shared._streams if shared else {}
     self._on_mesh: dict[tuple[Any, ...], tuple[Any, int]] = {}
 
   def _key(self, gcfg: mlc.ConfigDict, streamed: bool) -> tuple[Any, ...]:

@@ -80,14 +80,13 @@ def batch_constraint(mesh: Mesh) -> Callable[[jax.Array], jax.Array] | None:
 def lanes_program(run_fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
   """``vmap(run_fn, in_axes=(0, 0, None))`` over a chunk's lanes, laid out on `mesh`.
 
-  With ``mesh.data = 1`` it is a `jax.shard_map` over 'grid': every device runs the
-  one-device program on the lanes it holds, so a lane computes bit for bit what it
-  computes on one device (lanes are independent; nothing is communicated). Letting XLA
-  partition the vmapped program instead (``spmd_axis_name='grid'``) changed the numerics:
-  the default sweep on 4 host devices differed from 1 device in 73 of 160 rows, 4 of
-  them in regime. With data parallelism (``mesh.data > 1``) the minibatch is sharded
-  inside a run and XLA inserts the gradient's all-reduce, whose summation order differs
-  from one device's: those runs agree with one device to float tolerance only.
+  With ``mesh.data = 1`` a `jax.shard_map` over 'grid' (each device runs the vmapped
+  program on the lanes it holds); with data parallelism (``mesh.data > 1``) the vmap
+  with ``spmd_axis_name='grid'``, partitioned by XLA, whose all-reduce of the gradient
+  sums in another order than one device. A sweep on several devices with ``mesh.data =
+  1`` uses neither across devices: it deals whole chunks to one-device meshes
+  (`gradlab.sweep.deal`), because a multi-device module of this program rounds Adam's
+  per-lane decay rates differently from a one-device one (docs/multi_device_numerics.md).
   """
   vmapped = jax.vmap(run_fn, in_axes=(0, 0, None), spmd_axis_name=GRID)
   if mesh.shape[DATA] > 1:
