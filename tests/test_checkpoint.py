@@ -13,7 +13,7 @@ from gradlab.train import train_one
 
 def test_stopped_and_restored_run_equals_an_uninterrupted_run(tmp_path, teacher):
   cfg = tiny_config(optimizer=dict(name="adam", learning_rate=1e-2),
-                    train=dict(steps=40, log_every=5), diagnostics=dict(every=10))
+                    train=dict(steps=40, log_every=5), diagnostics=dict(every=10, power_iters=20))
   whole = train_one(cfg, teacher)
   ckpt = str(tmp_path / "ckpt")
   assert train_checkpointed(cfg, teacher, ckpt, every=10, stop_after=2) is None  # "killed"
