@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from gradlab.config import make_axes
 from gradlab.registry import ConfigError
+from gradlab.results import check_workdir as check_workdir  # one check, also the sweep's
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "default.py")
@@ -224,23 +225,6 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def config_path() -> str:
   return config_flags.get_config_filename(flags.FLAGS["config"])
-
-
-def check_workdir(workdir: str) -> None:
-  """Refuses, before anything is computed or written, a workdir that is a file (or lies
-  under one) or that this process may not write (checked with `os.access`, which also
-  sees read-only file systems): the folder itself when it exists, else the nearest
-  existing folder above it, where it would be made. Writes nothing."""
-  path = os.path.abspath(workdir)
-  while not os.path.isdir(path):
-    if os.path.lexists(path):
-      what = "is a file" if path == os.path.abspath(workdir) else f"lies under the file '{path}'"
-      raise ConfigError(f"--workdir '{workdir}' {what}; give a folder (new, or a previous "
-                        f"run's to resume it)")
-    path = os.path.dirname(path)
-  if not os.access(path, os.W_OK | os.X_OK):
-    raise ConfigError(f"--workdir '{workdir}' cannot be written: no write permission on "
-                      f"'{path}'; give a folder you may write to")
 
 
 # The exit status of a run stopped by Ctrl-C (128 + SIGINT), as a shell reports it.

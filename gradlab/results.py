@@ -85,6 +85,23 @@ def read_config(workdir: str) -> dict[str, Any]:
     raise ConfigError(f"'{path}' is not valid JSON ({e}); the folder is corrupt") from e
 
 
+def check_workdir(workdir: str) -> None:
+  """Refuses, before anything is computed or written, a workdir that is a file (or lies
+  under one) or that this process may not write (checked with `os.access`, which also
+  sees read-only file systems): the folder itself when it exists, else the nearest
+  existing folder above it, where it would be made. Writes nothing."""
+  path = os.path.abspath(workdir)
+  while not os.path.isdir(path):
+    if os.path.lexists(path):
+      what = "is a file" if path == os.path.abspath(workdir) else f"lies under the file '{path}'"
+      raise ConfigError(f"--workdir '{workdir}' {what}; give a folder (new, or a previous "
+                        f"run's to resume it)")
+    path = os.path.dirname(path)
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise ConfigError(f"--workdir '{workdir}' cannot be written: no write permission on "
+                      f"'{path}'; give a folder you may write to")
+
+
 def write_chunk(workdir: str, group: int, chunk: int, rows: pd.DataFrame,
                 trajectories: dict[str, np.ndarray] | None, process: int = 0) -> None:
   """Writes the trajectories (unless None) first, then the rows: the runs count as done

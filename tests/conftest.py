@@ -45,6 +45,19 @@ def tiny_config(axes=None, **sections):
   return c
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+  """One compile cache per test module: a chunk shape compiles once, then loads."""
+  return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+def tiny_cached(cache: str, axes=None, **sections):
+  """`tiny_config` whose sweeps use the compile cache `cache`."""
+  cfg = tiny_config(axes, **sections)
+  cfg.sweep.compile_cache = cache
+  return cfg
+
+
 @pytest.fixture(scope="session")
 def teacher():
   from gradlab.data import load_dataset

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import tiny_cached
 
 from gradlab import results
 from gradlab.registry import ConfigError
@@ -22,17 +22,6 @@ from gradlab.sweep.watchdog import EXIT_HUNG
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> str:
-  return str(tmp_path_factory.mktemp("jax_cache"))
-
-
-def _tiny(cache: str, axes=None, **sections):
-  cfg = tiny_config(axes, **sections)
-  cfg.sweep.compile_cache = cache
-  return cfg
 
 
 def _python(code: str, **kw) -> subprocess.Popen:
@@ -52,7 +41,7 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_t
   """)
   try:
     assert holder.stdout.readline().strip() == "held"
-    cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0]})
+    cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]})
     with pytest.raises(ConfigError, match=f"in use by another sweep \\(pid {holder.pid} "):
       run_sweep(cfg, wd, progress=False)
     assert sorted(os.listdir(wd)) == [".lock"]  # nothing written: no config, no rows
@@ -60,7 +49,7 @@ def test_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_t
     holder.kill()
     holder.wait()
   # the holder died without releasing: its lock is free, the sweep runs
-  stats = run_sweep(_tiny(cache, {"init.sigma_w": [0.5, 1.0]}), wd, progress=False)
+  stats = run_sweep(tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}), wd, progress=False)
   assert stats.n_skipped == 0 and len(results.load(wd)) == 2
   lock.acquire(wd)  # released when the sweep returned: this process can take it again
   lock.release(wd)
@@ -71,9 +60,9 @@ def test_forced_resume_with_an_extended_axis_runs_each_new_point_once(tmp_path, 
   look done (run_ids 0, 1 exist) and new points would never run; by point identity
   exactly the two new points run, under run_ids no row holds."""
   wd = str(tmp_path)
-  run_sweep(_tiny(cache, {"init.sigma_w": [1.0, 2.0]}), wd, progress=False)
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [1.0, 2.0]}), wd, progress=False)
   before = results.load(wd)
-  extended = _tiny(cache, {"init.sigma_w": [0.5, 1.0, 2.0, 4.0]})
+  extended = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0, 2.0, 4.0]})
   with pytest.raises(ConfigError, match="sweep.axes"):
     run_sweep(extended, wd, progress=False)  # a different grid needs --resume=force
   stats = run_sweep(extended, wd, progress=False, resume="force")
@@ -94,11 +83,11 @@ def test_forced_resume_with_an_extended_axis_runs_each_new_point_once(tmp_path, 
 
 def test_forced_resume_record_accumulates_and_survives_plain_reruns(tmp_path, cache):
   wd = str(tmp_path)
-  run_sweep(_tiny(cache, {"init.sigma_w": [1.0]}), wd, progress=False)
-  run_sweep(_tiny(cache, {"init.sigma_w": [1.0]}, train=dict(steps=25)), wd,
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [1.0]}), wd, progress=False)
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [1.0]}, train=dict(steps=25)), wd,
             progress=False, resume="force")
-  run_sweep(_tiny(cache, {"init.sigma_w": [1.0]}, train=dict(steps=25)), wd, progress=False)
-  run_sweep(_tiny(cache, {"init.sigma_w": [1.0]}, train=dict(steps=30)), wd,
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [1.0]}, train=dict(steps=25)), wd, progress=False)
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [1.0]}, train=dict(steps=30)), wd,
             progress=False, resume="force")
   meta = results.read_config(wd)
   assert [r["differences"] for r in meta["resumes"]] == [["train.steps: 20 -> 25"],
@@ -125,7 +114,7 @@ def _damage_member(path: str, member: str) -> None:
 
 def test_damaged_trajectory_member_is_found_set_aside_numbered_and_rerun(tmp_path, cache):
   wd = str(tmp_path)
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2))
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2))
   run_sweep(cfg, wd, progress=False)
   npz = os.path.join(wd, "trajectories", results.chunk_name(0, 0, "npz"))
   expected = results.load_trajectory(wd, 1)["grad_norm"]
@@ -144,7 +133,7 @@ def test_damaged_trajectory_member_is_found_set_aside_numbered_and_rerun(tmp_pat
 
 def test_load_refuses_duplicate_run_ids(tmp_path, cache):
   wd = str(tmp_path)
-  run_sweep(_tiny(cache, {"init.sigma_w": [0.5, 1.0]}), wd, progress=False)
+  run_sweep(tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}), wd, progress=False)
   src = results.chunk_files(wd)[0]
   rows = pd.read_parquet(src)
   rows.to_parquet(os.path.join(wd, "results", results.chunk_name(0, 7, "parquet")))
@@ -171,7 +160,7 @@ def test_watchdog_ends_a_hung_chunk_with_one_line_and_a_stack_dump(tmp_path):
   wd = str(tmp_path / "wd")
   proc = _python(f"""
     import time
-    from conftest import tiny_config
+    from conftest import tiny_cached, tiny_config
     from gradlab.sweep import executor, mesh, run_sweep
     real = mesh.local_lanes
     calls = []

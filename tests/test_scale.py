@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tiny_config
+from conftest import tiny_cached, tiny_config
 
 from gradlab import results
 from gradlab.registry import ConfigError
@@ -20,25 +20,13 @@ VALUE_COLUMNS = ["run_id", "regime", "initial_loss", "final_loss", "test_loss",
                  "max_grad_norm", "first_nonfinite_step"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> str:
-  """One compile cache for this module's sweeps: a chunk shape compiles once, then loads."""
-  return str(tmp_path_factory.mktemp("jax_cache"))
-
-
-def _tiny(cache: str, axes=None, **sections):
-  cfg = tiny_config(axes, **sections)
-  cfg.sweep.compile_cache = cache
-  return cfg
-
-
 def _values(df: pd.DataFrame) -> pd.DataFrame:
   return df[VALUE_COLUMNS].sort_values("run_id").reset_index(drop=True)
 
 
 def test_rerun_plans_only_missing_runs_whatever_the_chunking(tmp_path, cache):
   wd = str(tmp_path)
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0, 2.0, 4.0, 8.0]}, sweep=dict(chunk_size=2))
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0, 2.0, 4.0, 8.0]}, sweep=dict(chunk_size=2))
   run_sweep(cfg, wd, progress=False)
   full = _values(results.load(wd))
   # lose the middle file (runs 2, 3); rerun with another chunk size: only they are redone
@@ -55,7 +43,7 @@ def test_rerun_plans_only_missing_runs_whatever_the_chunking(tmp_path, cache):
 @pytest.mark.parametrize("damage", ["truncate_rows", "garble_trajectories"])
 def test_corrupt_chunk_is_reported_set_aside_and_rerun(tmp_path, cache, caplog, damage):
   wd = str(tmp_path)
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0, 2.0]}, sweep=dict(chunk_size=2))
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0, 2.0]}, sweep=dict(chunk_size=2))
   run_sweep(cfg, wd, progress=False)
   before = _values(results.load(wd))
   name = results.chunk_name(0, 0, "parquet")
@@ -82,16 +70,17 @@ def test_corrupt_chunk_is_reported_set_aside_and_rerun(tmp_path, cache, caplog, 
 
 def test_changed_config_is_refused_naming_the_keys_unless_forced(tmp_path, cache):
   wd = str(tmp_path)
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2))
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2))
   run_sweep(cfg, wd, progress=False)
-  changed = _tiny(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2),
+  changed = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=2),
                         train=dict(steps=25), model=dict(width=9))
   with pytest.raises(ConfigError) as e:
     run_sweep(changed, wd, progress=False)
   assert "model.width: 8 -> 9" in str(e.value) and "train.steps: 20 -> 25" in str(e.value)
   assert "--resume=force" in str(e.value)
   # how a sweep runs is not what it computes: these may change without force
-  same = _tiny(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(chunk_size=1, memory_budget=1e9))
+  same = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]},
+                     sweep=dict(chunk_size=1, memory_budget=1e9))
   same.sweep.compile_cache = "none"
   assert run_sweep(same, wd, progress=False).n_skipped == 2
   forced = run_sweep(changed, wd, progress=False, resume="force")
@@ -150,7 +139,8 @@ def test_auto_chunks_follow_the_budget(tmp_path, monkeypatch, teacher, cache):
 
   # pretend the 6-lane trial needed 6 MiB beyond the data: a budget of the data + 2.5 MiB
   # holds 2 lanes, so 3 chunks of 2, compiled once more after the trial
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0, 2.0], "optimizer.learning_rate": [1e-2, 1e-1]})
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0, 2.0],
+                            "optimizer.learning_rate": [1e-2, 1e-1]})
   mib = 2**20
   data_bytes = memory.tree_bytes(make_data_arrays(teacher, cfg.train.eval_size))
   monkeypatch.setattr(memory, "compiled_bytes", lambda compiled: data_bytes + 6 * mib)
@@ -163,7 +153,7 @@ def test_auto_chunks_follow_the_budget(tmp_path, monkeypatch, teacher, cache):
 
 def test_summaries_only_sweep_writes_no_trajectories(tmp_path, cache):
   wd = str(tmp_path)
-  cfg = _tiny(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(keep_trajectories=False))
+  cfg = tiny_cached(cache, {"init.sigma_w": [0.5, 1.0]}, sweep=dict(keep_trajectories=False))
   run_sweep(cfg, wd, progress=False)
   assert len(results.load(wd)) == 2
   assert not results.chunk_files(wd, results.TRAJECTORIES_DIR)

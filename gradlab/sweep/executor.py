@@ -39,14 +39,13 @@ from tqdm.auto import tqdm
 from gradlab import results
 from gradlab.config import flatten
 from gradlab.losses import chance_loss
-from gradlab.registry import ConfigError
 from gradlab.sweep import cache, grid, lock, memory
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep.group_data import GroupData
 from gradlab.sweep.meta import check_resume, sweep_metadata
 from gradlab.sweep.rows import TRAJECTORY_FIELDS, summary_rows, trajectory_arrays
 from gradlab.sweep.streamed import StreamedRunner
-from gradlab.sweep.watchdog import Watchdog
+from gradlab.sweep.watchdog import NoWatchdog, Watchdog
 from gradlab.train import Run, build_run, make_data_arrays
 
 log = logging.getLogger("gradlab")
@@ -112,7 +111,7 @@ class Executor:
     self.fixed_sizes: dict[int, int] = {}  # group -> chunk size decided elsewhere (dealing)
     self.data = GroupData(mesh, shared=data)
     self._runners: dict[int, StreamedRunner] = {}
-    self._dog: Watchdog | None = None
+    self._dog: Watchdog | NoWatchdog = NoWatchdog()
 
   @contextlib.contextmanager
   def watchdog(self, dog: Watchdog | None = None) -> Iterator[None]:
@@ -124,19 +123,7 @@ class Executor:
     finally:
       if dog is None:
         self._dog.stop()
-      self._dog = None
-
-  def _idle(self) -> None:
-    if self._dog is not None:
-      self._dog.idle()
-
-  def _busy(self) -> None:
-    if self._dog is not None:
-      self._dog.busy()
-
-  def _beat(self) -> None:
-    if self._dog is not None:
-      self._dog.beat()
+      self._dog = NoWatchdog()
 
   def _streamed(self, group: grid.Group) -> StreamedRunner:
     """The segment loop of a streamed group (built once)."""
@@ -251,14 +238,14 @@ class Executor:
     before the last one is written, so writing overlaps computing."""
     if not len(group):
       return []
-    self._idle()  # building, loading data and compiling are not chunks
+    self._dog.idle()  # building, loading data and compiling are not chunks
     if int(group.cfg.data.stream):
       self.prepare([group])
       compiled = self._streamed(group)
       size = self._prepared[group.index].first_size
     else:
       size, compiled = self._compile_for(group)
-    self._busy()
+    self._dog.busy()
     written: list[pd.DataFrame] = []
     pending = None
     for chunk in grid.chunks(group, size):
@@ -274,9 +261,9 @@ class Executor:
     """(chunk size, compiled) of a non-streamed group, at `size` lanes when given."""
     if size is not None:
       self.fixed_sizes[group.index] = size
-    self._idle()
+    self._dog.idle()
     out = self._compile_for(group)
-    self._busy()
+    self._dog.busy()
     return out
 
   def dispatch(self, compiled: Any, group: grid.Group, chunk: grid.Chunk) -> Any:
@@ -298,7 +285,7 @@ class Executor:
     """Waits for a chunk's outputs and writes the rows of this process's real lanes."""
     t0 = time.perf_counter()
     lanes, local = mesh_lib.local_lanes(out)
-    self._beat()
+    self._dog.beat()
     self.stats.run_seconds += time.perf_counter() - t0
     mine = chunk.take(lanes, self.process)
     rows = []
@@ -346,7 +333,7 @@ def start(cfg: mlc.ConfigDict, workdir: str, resume: str, plan: grid.Plan,
   the keys that differed), carried over by every later run, never erased;
   ``resumed_with_differences`` lists the differences of all of them."""
   mesh = mesh_lib.make_mesh(int(cfg.mesh.data))
-  check_workdir(workdir)
+  results.check_workdir(workdir)
   lock.acquire(workdir, jax.process_index())
   cache.configure(cache.cache_dir(str(cfg.sweep.compile_cache), workdir))
   diff = check_resume(workdir, cfg, resume)
@@ -367,19 +354,6 @@ def start(cfg: mlc.ConfigDict, workdir: str, resume: str, plan: grid.Plan,
     results.write_json(config_path, meta)  # this host does not share process 0's disk
   done, corrupt = results.recover(workdir)
   return Started(mesh, diff, done, len(corrupt), flatten(saved.get("config", {})))
-
-
-def check_workdir(workdir: str) -> None:
-  """A workdir must be a folder this process can create and write into (one line)."""
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f"workdir '{workdir}' is a file, not a folder: choose another --workdir")
-  try:
-    os.makedirs(workdir, exist_ok=True)  # the lock file goes in it
-  except OSError as e:
-    raise ConfigError(f"cannot create workdir '{workdir}' ({e.strerror}): choose another "
-                      f"--workdir") from e
-  if not os.access(workdir, os.W_OK | os.X_OK):
-    raise ConfigError(f"workdir '{workdir}' is not writable: choose another --workdir")
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:

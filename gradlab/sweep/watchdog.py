@@ -91,6 +91,16 @@ class Watchdog:
     os._exit(EXIT_HUNG)
 
 
+class NoWatchdog:
+  """Stands in for a `Watchdog` outside a watched block: every call does nothing."""
+
+  def busy(self) -> None: ...
+
+  def idle(self) -> None: ...
+
+  def beat(self) -> None: ...
+
+
 def native_stacks(out: IO[str], timeout_s: float = 90.0) -> None:
   """Appends every native thread's backtrace of this process by gdb to `out` (or why
   there is none). gdb writes straight into the file: through a pipe it would block once
