@@ -70,6 +70,14 @@ def write_json(path: str, obj: Any) -> None:
   _atomic_write(path, write)
 
 
+def write_text(path: str, text: str) -> None:
+  def write(tmp: str) -> None:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+  _atomic_write(path, write)
+
+
 def write_csv(path: str, table: pd.DataFrame) -> None:
   _atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 

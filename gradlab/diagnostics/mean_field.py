@@ -34,6 +34,9 @@ def skip_reason(flat: Mapping[str, Any]) -> str | None:
     return f"model '{flat.get('model.name')}' is not a plain MLP"
   if flat.get("model.layer_norm"):
     return "the MLP has layer norm, which the mean-field maps do not model"
+  if flat.get("model.norm", "none") != "none":
+    return (f"the MLP has model.norm '{flat.get('model.norm')}', which the mean-field maps "
+            "do not model")
   if flat.get("model.activation") not in theory.MEAN_FIELD_ACTIVATIONS:
     return f"activation '{flat.get('model.activation')}' has no mean-field theory"
   if flat.get("init.family") not in FAMILY_VARIANCE_GAIN:

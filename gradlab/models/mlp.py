@@ -1,4 +1,12 @@
-"""A fully connected network: the model of the mean-field signal-propagation papers."""
+"""A fully connected network: the model of the mean-field signal-propagation papers.
+
+``model.norm`` puts a normalization after each hidden Dense layer (before the
+activation): ``none``, ``batch`` (BatchNorm over the minibatch, the setting of Yang et al.
+2019, "A Mean Field Theory of Batch Normalization": the same factory as the convolutional
+families, `gradlab.models.cnn.NORMS`, so its running averages live in the collection
+'batch_stats' that `gradlab.train` carries per lane) or ``layer`` (the same as
+``model.layer_norm``).
+"""
 
 from __future__ import annotations
 
@@ -10,20 +18,25 @@ import jax.numpy as jnp
 
 from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
+from gradlab.models.cnn import make_norm
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
+from gradlab.registry import ConfigError
 
 # mlp's own model key (depth, width, activation, use_bias: gradlab.models.registry).
 MLP_KEYS: dict[str, Any] = register_keys("model", dict(layer_norm=False), family="mlp")
+# model.norm values the MLP takes ('layer' is model.layer_norm's LayerNorm).
+MLP_NORMS: tuple[str, ...] = ("none", "batch", "layer")
 
 
 class MLP(nn.Module):
   """depth hidden Dense layers of `width` units, then a Dense readout.
 
-  Layer i is ``dense_i`` (optionally followed by LayerNorm ``norm_i``) and the
-  activation; the readout is ``readout``. Inputs are flattened. All kernels come from
-  the unit-scale `init_family`; `gradlab.models.init.scale_params` applies sigma_w,
-  sigma_b (the readout included, as in the mean-field papers).
+  Layer i is ``dense_i`` (optionally followed by the normalization ``norm_i``: `norm`
+  'layer' or 'batch') and the activation; the readout is ``readout``. Inputs are
+  flattened. All kernels come from the unit-scale `init_family`;
+  `gradlab.models.init.scale_params` applies sigma_w, sigma_b (the readout included, as
+  in the mean-field papers).
   """
 
   depth: int
@@ -31,12 +44,12 @@ class MLP(nn.Module):
   num_outputs: int
   activation: str = "tanh"
   layer_norm: bool = False
+  norm: str = "none"  # none | batch | layer (MLP_NORMS); layer_norm=True means 'layer'
   use_bias: bool = True
   init_family: str = "lecun"
 
   @nn.compact
   def __call__(self, x_BxF: jax.Array, train: bool = False) -> jax.Array:
-    del train  # no train-time behaviour
     act = ACTIVATIONS.get(self.activation)
     kernel_init = INIT_FAMILIES.get(self.init_family)
     h = x_BxF.reshape(x_BxF.shape[0], -1)
@@ -45,8 +58,10 @@ class MLP(nn.Module):
                    name=f"dense_{i}")(h)
       # probes: is this layer's pre-activation finite? (read with mutable='intermediates')
       self.sow("intermediates", f"dense_{i}_finite", jnp.all(jnp.isfinite(h)))
-      if self.layer_norm:
+      if self.layer_norm or self.norm == "layer":
         h = nn.LayerNorm(name=f"norm_{i}")(h)
+      elif self.norm == "batch":  # minibatch statistics in training, running ones in eval
+        h = make_norm("batch", train, f"norm_{i}", self.width)(h)
       h = act(h)
     return nn.Dense(self.num_outputs, self.use_bias, kernel_init=kernel_init,
                     bias_init=unit_bias_init, name="readout")(h)
@@ -54,6 +69,18 @@ class MLP(nn.Module):
 
 def mlp_layer_names(depth: int) -> list[str]:
   return [f"dense_{i}" for i in range(depth)] + ["readout"]
+
+
+def check_mlp_norm(model_cfg: Any) -> str:
+  """model.norm for the MLP: one of MLP_NORMS, and not 'batch' with model.layer_norm."""
+  norm = str(model_cfg.norm)
+  if norm not in MLP_NORMS:
+    raise ConfigError(f"config key 'model.norm' is '{norm}' but model 'mlp' takes "
+                      f"{', '.join(MLP_NORMS)}")
+  if norm == "batch" and bool(model_cfg.layer_norm):
+    raise ConfigError("config keys 'model.norm'='batch' and 'model.layer_norm'=True both "
+                      "normalize the MLP's layers: choose one")
+  return norm
 
 
 @MODELS.register("mlp")
@@ -64,6 +91,7 @@ def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
     num_outputs=num_outputs,
     activation=model_cfg.activation,
     layer_norm=bool(model_cfg.layer_norm),
+    norm=check_mlp_norm(model_cfg),
     use_bias=bool(model_cfg.use_bias),
     init_family=init_family,
   )

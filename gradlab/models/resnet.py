@@ -11,7 +11,9 @@ lab-scale ones): a 3x3 ``stem`` convolution, then 3 stages of n residual blocks 
     out = act(shortcut(x) + g * r)
 
 where the shortcut is the identity, or a strided 1x1 convolution (+ norm) where the
-shape changes (the paper's option B), and g = 1 except with SkipInit.
+shape changes (the paper's option B), and g = 1 except with SkipInit. With
+``model.conv_dims`` = 1 every convolution is 1-D and the inputs are sequences (B, L[, C])
+(`gradlab.models.cnn.as_grid`); the default 2 takes images.
 
 Options (static):
 - ``model.norm``: none | batch | layer | group (`gradlab.models.cnn.NORMS`). BatchNorm
@@ -44,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from gradlab.models.activations import ACTIVATIONS
-from gradlab.models.cnn import ConvUnit, as_image, check_norm
+from gradlab.models.cnn import ConvUnit, as_grid, check_conv_dims, check_norm
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError
@@ -64,11 +66,12 @@ class ResidualBlock(nn.Module):
   residual_init: str
   use_bias: bool
   init_family: str
+  dims: int = 2  # spatial axes (model.conv_dims)
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     unit = dict(kernel_size=self.kernel_size, norm=self.norm, use_bias=self.use_bias,
-                init_family=self.init_family)
+                init_family=self.init_family, dims=self.dims)
     h = ConvUnit(self.features, stride=self.stride, name="conv1", **unit)(x, train)
     h = ACTIVATIONS.get(self.activation)(h)
     r = ConvUnit(self.features, stride=1, zero_scale=self.residual_init == "zero_gamma",
@@ -92,23 +95,25 @@ class ResNet(nn.Module):
   residual_init: str = "none"
   use_bias: bool = True
   init_family: str = "lecun"
+  conv_dims: int = 2
 
   @nn.compact
-  def __call__(self, x_BxHxWxC: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = ACTIVATIONS.get(self.activation)
     h = ConvUnit(self.width, self.kernel_size, 1, self.norm, self.use_bias, self.init_family,
-                 name="stem")(as_image(x_BxHxWxC), train)
+                 dims=self.conv_dims, name="stem")(as_grid(x, self.conv_dims), train)
     self.sow("intermediates", "stem_finite", jnp.all(jnp.isfinite(h)))
     h = act(h)
     for stage, i in block_index(self.depth):
       name = f"block_{stage}_{i}"
       h = ResidualBlock(self.width * 2 ** stage, 2 if stage > 0 and i == 0 else 1,
                         self.kernel_size, self.activation, self.norm, self.residual_init,
-                        self.use_bias, self.init_family, name=name)(h, train)
+                        self.use_bias, self.init_family, self.conv_dims, name=name)(h, train)
       self.sow("intermediates", f"{name}_finite", jnp.all(jnp.isfinite(h)))
       h = act(h)
+    pooled = h.mean(axis=tuple(range(1, h.ndim - 1)))  # global average pool
     return nn.Dense(self.num_outputs, self.use_bias, kernel_init=INIT_FAMILIES.get(
-      self.init_family), bias_init=unit_bias_init, name="readout")(h.mean(axis=(1, 2)))
+      self.init_family), bias_init=unit_bias_init, name="readout")(pooled)
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -144,7 +149,7 @@ def build_resnet(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
   module = ResNet(depth=depth, width=int(model_cfg.width), num_outputs=num_outputs,
                   kernel_size=int(model_cfg.kernel_size), activation=model_cfg.activation,
                   norm=norm, residual_init=residual_init, use_bias=bool(model_cfg.use_bias),
-                  init_family=init_family)
+                  init_family=init_family, conv_dims=check_conv_dims(model_cfg))
   # hidden_layers (): the skip connections carry the gradient past every block, so the
   # first/last block ratio measures no compounding through depth
   return Model(module, resnet_layer_names(depth))

@@ -174,24 +174,9 @@ class Executor:
   def estimate(self, groups: list[grid.Group], runs_per_group: list[int]) -> int:
     """Logs, and returns, the bytes the runs will write (rows + trajectories)."""
     self.prepare(groups)
-    n_rows = sum(runs_per_group)
-    n_columns = 30 + len(self.axes)
-    rows_b, traj_b = 0, 0
-    for group, n in zip(groups, runs_per_group, strict=True):
-      r, t = memory.results_bytes(n, n_columns, self._prepared[group.index].trajectory_bytes,
-                                  self.keep_trajectories)
-      rows_b, traj_b = rows_b + r, traj_b + t
-    traj_text = (f"trajectories up to {memory.describe_bytes(traj_b)} (before compression; "
-                 f"train.log_every thins them, sweep.keep_trajectories=False drops them)"
-                 if self.keep_trajectories else "no trajectories (sweep.keep_trajectories=False)")
-    log.info("estimated results: %d rows, about %s, and %s", n_rows,
-             memory.describe_bytes(rows_b), traj_text)
-    free = _free_bytes(self.workdir)
-    if free is not None and rows_b + traj_b > free:
-      log.warning("the results may not fit: about %s to write, %s free under '%s'",
-                  memory.describe_bytes(rows_b + traj_b), memory.describe_bytes(free),
-                  self.workdir)
-    return rows_b + traj_b
+    traj = [self._prepared[g.index].trajectory_bytes for g in groups]
+    return estimate_results(runs_per_group, traj, len(self.axes), self.keep_trajectories,
+                            self.workdir)
 
   def _compile_for(self, group: grid.Group) -> tuple[int, Any]:
     """(chunk size, compiled) of a group: compiled once, on first use."""
@@ -204,24 +189,15 @@ class Executor:
     dt = time.perf_counter() - t0
     size = prep.first_size
     if not int(self.cfg.sweep.chunk_size) and group.index not in self.fixed_sizes:
-      budget = memory.budget_bytes(float(self.cfg.sweep.memory_budget))
-      trial_bytes = memory.compiled_bytes(compiled)
-      if trial_bytes is None:
-        log.warning("no memory analysis on this backend: chunks of %d lanes", size)
-      else:
-        choice = memory.choose_chunk_size(prep.planned_points, self.grid, size, trial_bytes,
-                                          prep.data_bytes, budget)
-        log.info("group %d: %s per lane per device, budget %s per device: chunks of %d",
-                 group.index, memory.describe_bytes(choice.per_lane_bytes),
-                 memory.describe_bytes(budget), choice.size)
-        if choice.size != size:
-          self.stats.n_trial_compiles += 1
-          self.stats.trial_compile_seconds += dt
-          size = choice.size
-          t0 = time.perf_counter()
-          compiled = self._lower(prep.run.run, list(group.hparams), size,
-                                 prep.data).compile()
-          dt = time.perf_counter() - t0
+      choice = memory_choice(self.cfg, prep.planned_points, self.grid, size, compiled,
+                             prep.data_bytes, group.index)
+      if choice is not None and choice != size:
+        self.stats.n_trial_compiles += 1
+        self.stats.trial_compile_seconds += dt
+        size = choice
+        t0 = time.perf_counter()
+        compiled = self._lower(prep.run.run, list(group.hparams), size, prep.data).compile()
+        dt = time.perf_counter() - t0
     self.stats.n_compiles += 1
     self.stats.compile_seconds += dt
     self.stats.chunk_sizes[group.index] = size
@@ -301,6 +277,46 @@ class Executor:
     if self.bar is not None:
       self.bar.update(chunk.size)
     return rows
+
+
+def memory_choice(cfg: mlc.ConfigDict, points: int, n_grid: int, trial_size: int,
+                  compiled: Any, data_bytes: int, group_index: int) -> int | None:
+  """The chunk size that fits ``sweep.memory_budget``, from the memory analysis of the
+  trial compile at `trial_size` lanes; None (keep the trial size) on a backend without
+  one."""
+  budget = memory.budget_bytes(float(cfg.sweep.memory_budget))
+  trial_bytes = memory.compiled_bytes(compiled)
+  if trial_bytes is None:
+    log.warning("no memory analysis on this backend: chunks of %d lanes", trial_size)
+    return None
+  choice = memory.choose_chunk_size(points, n_grid, trial_size, trial_bytes, data_bytes,
+                                    budget)
+  log.info("group %d: %s per lane per device, budget %s per device: chunks of %d",
+           group_index, memory.describe_bytes(choice.per_lane_bytes),
+           memory.describe_bytes(budget), choice.size)
+  return choice.size
+
+
+def estimate_results(runs_per_group: list[int], trajectory_bytes: list[int], n_axes: int,
+                     keep_trajectories: bool, workdir: str) -> int:
+  """Logs, and returns, the bytes that runs_per_group[i] runs of groups whose lanes
+  write trajectory_bytes[i] each will write (rows + trajectories); warns when the disk
+  under `workdir` has less free."""
+  n_columns = 30 + n_axes
+  rows_b, traj_b = 0, 0
+  for n, per_lane in zip(runs_per_group, trajectory_bytes, strict=True):
+    r, t = memory.results_bytes(n, n_columns, per_lane, keep_trajectories)
+    rows_b, traj_b = rows_b + r, traj_b + t
+  traj_text = (f"trajectories up to {memory.describe_bytes(traj_b)} (before compression; "
+               f"train.log_every thins them, sweep.keep_trajectories=False drops them)"
+               if keep_trajectories else "no trajectories (sweep.keep_trajectories=False)")
+  log.info("estimated results: %d rows, about %s, and %s", sum(runs_per_group),
+           memory.describe_bytes(rows_b), traj_text)
+  free = _free_bytes(workdir)
+  if free is not None and rows_b + traj_b > free:
+    log.warning("the results may not fit: about %s to write, %s free under '%s'",
+                memory.describe_bytes(rows_b + traj_b), memory.describe_bytes(free), workdir)
+  return rows_b + traj_b
 
 
 def _free_bytes(workdir: str) -> int | None:
