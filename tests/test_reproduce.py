@@ -54,6 +54,15 @@ def test_a_curve_is_judged_by_its_statistic_and_kept_whole():
   assert held.compared == 1.0
 
 
+def test_numpy_numbers_are_numbers_and_numpy_arrays_are_curves():
+  import numpy as np
+
+  scalar = judge("x", "c", "s", 1.0, np.float32(1.05), 0.1)
+  assert scalar.passed and scalar.measured == pytest.approx(1.05) and scalar.compared is None
+  curve = judge("x", "c", "s", 1.0, np.array([0.5, 1.0]), 0.1, compared=np.float64(1.0))
+  assert curve.passed and curve.measured == [0.5, 1.0]
+
+
 def test_a_factor_rule_needs_a_factor_above_one():
   with pytest.raises(ValueError, match="factor"):
     judge("x", "c", "s", 1.0, 1.0, 0.5, "factor")

@@ -25,6 +25,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from gradlab.registry import Registry
 
 
@@ -92,7 +94,7 @@ def judge(name: str, claim: str, source: str, paper_value: float,
   comparison = COMPARISONS.get(rule)
   if rule == "factor" and not tolerance > 1:
     raise ValueError(f"claim '{name}': a 'factor' tolerance must exceed 1, got {tolerance}")
-  curve = isinstance(measured, (list, tuple)) or hasattr(measured, "tolist")
+  curve = isinstance(measured, (list, tuple)) or np.ndim(measured) > 0  # numpy scalars: numbers
   value = compared if curve else measured
   measured = [_num(v) for v in list(measured)] if curve else _num(measured)
   number = _num(value)

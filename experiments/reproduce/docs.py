@@ -133,12 +133,9 @@ def markdown(records: Sequence[Mapping[str, Any]], total_s: float, command: str,
 
 def _machine() -> str:
   cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  try:
-    import jax
+  import jax
 
-    return f"{cores} CPU cores ({jax.default_backend()})"
-  except ImportError:  # pragma: no cover
-    return f"{cores} CPU cores"
+  return f"{cores} CPU cores ({jax.default_backend()})"
 
 
 def write_markdown(path: str, text: str) -> str:
