@@ -29,6 +29,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import cli
+from gradlab import host_devices
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file (default: configs/default.py).", lock_config=True)
@@ -42,6 +43,7 @@ _DENSE = flags.DEFINE_string(
 
 
 def _main() -> int:
+  host_devices.configure()  # every core on the CPU (GRADLAB_HOST_DEVICES; before JAX starts)
   cli.start_processes(_SCALING, _WORKDIR.value)
   import jax
 
@@ -70,7 +72,10 @@ def _main() -> int:
           f"{stats.n_compiles} compiles ({stats.compile_seconds:.1f}s compiling"
           + (f", plus {stats.n_trial_compiles} trial compiles to size chunks "
              f"({stats.trial_compile_seconds:.1f}s)" if stats.n_trial_compiles else "")
-          + f", {stats.run_seconds:.1f}s running, {stats.wall_seconds:.1f}s total)")
+          + (f", loaded on {stats.n_relocations} more devices ({stats.relocate_seconds:.1f}s)"
+             if stats.n_relocations else "")
+          + f" on {stats.n_devices} devices, {stats.run_seconds:.1f}s running, "
+            f"{stats.wall_seconds:.1f}s total)")
   if boundary:
     return _finish_boundary(cfg, workdir, stats, done)
   from gradlab.viz import draw_all

@@ -18,6 +18,7 @@ import ml_collections as mlc
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gradlab.compile_options import run_options
 from gradlab.registry import ConfigError
 from gradlab.train import Trajectory, build_run, hparams_from_config, make_data_arrays
 
@@ -53,10 +54,12 @@ def train_checkpointed(cfg: mlc.ConfigDict, dataset: Any, directory: str, every:
 
   # parts() inside each jitted function, so the keys and the optimizer are built in the
   # trace, exactly as in train_one's jit(built.run)
-  start = jax.jit(lambda: built.parts(hp, key, data).start())
+  opts = run_options(cfg)
+  start = jax.jit(lambda: built.parts(hp, key, data).start(), compiler_options=opts)
   advance = jax.jit(lambda carry, first, n: built.parts(hp, key, data).advance(carry, first, n),
-                    static_argnums=2)
-  finish = jax.jit(lambda carry, outs, l0: built.parts(hp, key, data).finish(carry, outs, l0))
+                    static_argnums=2, compiler_options=opts)
+  finish = jax.jit(lambda carry, outs, l0: built.parts(hp, key, data).finish(carry, outs, l0),
+                   compiler_options=opts)
 
   carry_like, _ = jax.eval_shape(start)
   manager = ocp.CheckpointManager(os.path.abspath(directory),

@@ -33,28 +33,40 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def norms(tree: Any, layer_names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
+  """(the L2 norm of the whole tree, the norm of each named top-level sub-tree in
+  `layer_names` order: shape (L,)), leaf by leaf. (Tried: one raveled vector and a
+  segment sum, fewer XLA kernels; it compiled no faster and ran a third slower on the
+  CPU.)"""
+  by_layer = (jnp.stack([optax.global_norm(tree[name]) for name in layer_names])
+              if layer_names else jnp.zeros((0,), jnp.float32))
+  return optax.global_norm(tree), by_layer
+
+
 def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
   """The L2 norm of each named top-level sub-tree, in `layer_names` order: shape (L,)."""
-  if not layer_names:
-    return jnp.zeros((0,), jnp.float32)
-  return jnp.stack([optax.global_norm(tree[name]) for name in layer_names])
+  return norms(tree, layer_names)[1]
 
 
 def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
-            layer_names: Sequence[str]) -> dict[str, jax.Array]:
+            layer_names: Sequence[str],
+            grad_norms: tuple[jax.Array, jax.Array] | None = None) -> dict[str, jax.Array]:
   """The probe record of one step; `params` are the parameters before the update.
 
   update_ratio_by_layer is ||update_l|| / ||params_l||, the per-layer step size relative
-  to the weights (empty when `layer_names` is).
+  to the weights (empty when `layer_names` is). `grad_norms`: ``norms(grads,
+  layer_names)`` when the caller has them already.
   """
+  grad_norm, grad_by_layer = grad_norms or norms(grads, layer_names)
+  param_norm, param_by_layer = norms(params, layer_names)
+  update_norm, update_by_layer = norms(updates, layer_names)
   return {
     "loss": loss,
-    "grad_norm": optax.global_norm(grads),
-    "grad_norm_by_layer": layer_norms(grads, layer_names),
-    "update_ratio_by_layer": layer_norms(updates, layer_names)
-    / jnp.maximum(layer_norms(params, layer_names), 1e-30),
-    "param_norm": optax.global_norm(params),
-    "update_norm": optax.global_norm(updates),
+    "grad_norm": grad_norm,
+    "grad_norm_by_layer": grad_by_layer,
+    "update_ratio_by_layer": update_by_layer / jnp.maximum(param_by_layer, 1e-30),
+    "param_norm": param_norm,
+    "update_norm": update_norm,
     "finite": jnp.isfinite(loss) & all_finite(grads),
   }
 

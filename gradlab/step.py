@@ -204,34 +204,51 @@ def _loss_aux(static: Static, lane: Lane, params: Any, state: dict[str, Any],
   return loss, (new_state, flags, probes.sown_probes(sown) if collect else {})
 
 
-def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array, probe: bool
-               ) -> tuple[Carry, dict[str, Any] | None]:
+def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array,
+               probe: bool | jax.Array) -> tuple[Carry, dict[str, Any] | None]:
   """One optimizer step at `step`: (new carry, the probe record or None). Every step
   updates the tracker (and, with layer probes, the onset tracker); a probed step also
   records `gradlab.probes.measure` and the model's probes at the params before the
-  update."""
+  update.
+
+  `probe` is a Python bool (probed or plain, two programs) or a traced scalar bool that
+  is the same in every lane (a scan index; `log_block` passes ``i == 0``): then one
+  program serves both, the record is computed under a `jax.lax.cond` that stays a real
+  branch under vmap, and a step that does not probe returns a record of zeros."""
   params, opt_state, tracker, onset, state = carry[:5]
   xb, yb = batch_at(static, lane, step)
-  collect = static.layer_probes or probe
+  collect = static.layer_probes or probe is not False
   (loss, (new_state, act_finite, sown)), grads = jax.value_and_grad(
     functools.partial(_loss_aux, static, lane), has_aux=True)(params, state, xb, yb, collect)
   updates, opt_state = lane.tx.update(grads, opt_state, params, value=loss)
-  tracker = probes.tracker_update(tracker, step, loss, optax.global_norm(grads),
-                                  static.track_rule)
+  grad_norms = probes.norms(grads, static.probed_layers)  # once: tracker, onset, record
+  tracker = probes.tracker_update(tracker, step, loss, grad_norms[0], static.track_rule)
   if static.layer_probes:
-    onset = probes.onset_update(onset, step, probes.layer_norms(grads, static.layer_names),
-                                act_finite, static.track_rule,
+    onset = probes.onset_update(onset, step, grad_norms[1], act_finite, static.track_rule,
                                 tracker.explosion_step == step)
   record = None
-  if probe:
-    record = probes.measure(loss, grads, params, updates, static.probed_layers)
-    extra = dict(sown)
-    if static.spec.probe_fn is not None:
-      extra.update(static.spec.probe_fn({"params": params, **state}, xb, yb,
-                                        static.objective))
-    record["model_probes"] = extra
+  if probe is not False:
+    operands = (loss, grads, params, updates, sown, state, xb, yb, grad_norms)
+    measured = functools.partial(_probe_record, static)
+    if probe is True:
+      record = measured(operands)
+    else:
+      record = jax.lax.cond(probe, measured, lambda ops: jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(measured, ops)), operands)
   return Carry(optax.apply_updates(params, updates), opt_state, tracker, onset,
                new_state, carry.initial_sharpness), record
+
+
+def _probe_record(static: Static, operands: tuple[Any, ...]) -> dict[str, Any]:
+  """`gradlab.probes.measure` of a step and its model probes (sown values and the
+  model's `probe_fn`) under 'model_probes'."""
+  loss, grads, params, updates, sown, state, xb, yb, grad_norms = operands
+  record = probes.measure(loss, grads, params, updates, static.probed_layers, grad_norms)
+  extra = dict(sown)
+  if static.spec.probe_fn is not None:
+    extra.update(static.spec.probe_fn({"params": params, **state}, xb, yb, static.objective))
+  record["model_probes"] = extra
+  return record
 
 
 def plain_steps(static: Static, lane: Lane, carry: Carry, first: jax.Array, count: int
@@ -246,11 +263,16 @@ def plain_steps(static: Static, lane: Lane, carry: Carry, first: jax.Array, coun
 
 def log_block(static: Static, lane: Lane, carry: Carry, b: jax.Array
               ) -> tuple[Carry, tuple[jax.Array, dict[str, Any]]]:
-  """Log block b: a probed step at b * log_every, then log_every - 1 plain ones."""
+  """Log block b: log_every steps from b * log_every, the first one probed. One step
+  program serves the whole block (`train_step` with a traced ``probe``), so the step is
+  compiled once, not once probed and once plain."""
   first = b * static.log_every
-  carry, record = train_step(static, lane, carry, first, probe=True)
-  carry = plain_steps(static, lane, carry, first + 1, static.log_every - 1)
-  return carry, (first, record)
+
+  def body(c: Carry, i: jax.Array) -> tuple[Carry, dict[str, Any]]:
+    return train_step(static, lane, c, first + i, probe=i == 0)
+
+  carry, records = jax.lax.scan(body, carry, jnp.arange(static.log_every))
+  return carry, (first, jax.tree.map(lambda x: x[0], records))
 
 
 def _batch_loss(static: Static, lane: Lane, state: dict[str, Any], xb: jax.Array,

@@ -34,6 +34,7 @@ import ml_collections as mlc
 
 from gradlab import probes
 from gradlab import step as step_lib
+from gradlab.compile_options import run_options
 from gradlab.config import flatten, traced_values
 from gradlab.data import CLASSIFICATION, Task
 from gradlab.defaults import TRACED_KEYS
@@ -217,4 +218,5 @@ def train_one(cfg: mlc.ConfigDict, dataset: Any) -> Trajectory:
   built = build_run(cfg, dataset.num_classes, task=dataset.task)
   hp = {k: jnp.asarray(v, jnp.float32) for k, v in hparams_from_config(cfg).items()}
   key = jax.random.PRNGKey(int(cfg.train.seed))
-  return jax.jit(built.run)(hp, key, make_data_arrays(dataset, cfg.train.eval_size))
+  return jax.jit(built.run, compiler_options=run_options(cfg))(
+    hp, key, make_data_arrays(dataset, cfg.train.eval_size))

@@ -19,6 +19,7 @@ import os
 from absl import app, flags
 
 from experiments import cli
+from gradlab import host_devices
 from gradlab.registry import ConfigError
 
 _PRESET = flags.DEFINE_string("preset", "small", "small, large, all (= small then large), "
@@ -52,6 +53,7 @@ def matmul_sizes(values: list[str]) -> list[int]:
 
 def _main() -> int:
   sizes = matmul_sizes(_MATMUL.value)
+  host_devices.configure()  # as the sweep does (GRADLAB_HOST_DEVICES; before JAX starts)
   from experiments.benchmark import presets as presets_lib
   from experiments.benchmark.report import markdown
   from experiments.benchmark.runner import run_benchmark

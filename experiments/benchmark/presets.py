@@ -1,13 +1,16 @@
-"""The benchmark presets: a deep tanh MLP on MNIST-1D trained with Adam over a grid.
+"""The benchmark presets: a deep tanh MLP on MNIST-1D trained over a grid.
 
-Every preset sweeps ``init.sigma_w`` (log-spaced in `SIGMA_W_RANGE`) against
-``optimizer.learning_rate`` (log-spaced in `LR_RANGE`), the grid of the default study,
-so some points train, some explode and some diverge to NaN, as in real use.
+`tiny`, `small` and `large` train with Adam and sweep ``init.sigma_w`` (log-spaced in
+`SIGMA_W_RANGE`) against ``optimizer.learning_rate`` (log-spaced in `LR_RANGE`), the grid
+of the default study, so some points train, some explode and some diverge to NaN, as in
+real use. `default` is the default job itself (configs/default.py: 160 points, SGD and
+Adam, two groups).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 
 import ml_collections as mlc
@@ -32,6 +35,7 @@ class Preset:
   steps: int
   points: int = 64
   log_every: int = 10
+  config: str = ""  # a config module whose grid and model the preset takes whole
 
 
 PRESETS: dict[str, Preset] = {
@@ -39,10 +43,12 @@ PRESETS: dict[str, Preset] = {
   "tiny": Preset("tiny", depth=2, width=8, batch_size=8, steps=20, points=4),
   "small": Preset("small", depth=10, width=32, batch_size=32, steps=500),
   "large": Preset("large", depth=10, width=128, batch_size=128, steps=200),
+  "default": Preset("default", depth=12, width=64, batch_size=64, steps=500, points=160,
+                    config="configs.default"),
 }
 
 # What `--preset=all` runs, in order.
-ALL: tuple[str, ...] = ("small", "large")
+ALL: tuple[str, ...] = ("small", "large", "default")
 
 
 def get_preset(name: str) -> Preset:
@@ -73,7 +79,10 @@ def grid_axes(points: int) -> dict[str, list[float]]:
 
 def preset_config(preset: Preset, points: int | None = None, layer_probes: bool = True,
                   chunk_size: int = 0, data_dir: str = "") -> mlc.ConfigDict:
-  """The sweep config of `preset` over a grid of `points` points (default: preset.points)."""
+  """The sweep config of `preset` over a grid of `points` points (default: preset.points);
+  a preset with a config module takes that config's grid (`points` must then be its own)."""
+  if preset.config:
+    return _module_config(preset, points, layer_probes, chunk_size, data_dir)
   cfg = base_config()
   cfg.model.name = "mlp"
   cfg.model.depth = preset.depth
@@ -94,3 +103,26 @@ def preset_config(preset: Preset, points: int | None = None, layer_probes: bool 
     cfg.sweep.compile_cache = "none"
   cfg.sweep["axes"] = make_axes(grid_axes(points or preset.points))
   return cfg
+
+
+def _module_config(preset: Preset, points: int | None, layer_probes: bool, chunk_size: int,
+                   data_dir: str) -> mlc.ConfigDict:
+  """`preset.config`'s get_config(), timed cold (no compile cache)."""
+  if points not in (None, preset.points):
+    raise ConfigError(f"--points does not apply to the '{preset.name}' preset (its grid is "
+                      f"{preset.config}'s {preset.points} points)")
+  cfg = importlib.import_module(preset.config).get_config()
+  cfg.data.data_dir = data_dir
+  cfg.train.layer_probes = layer_probes
+  if chunk_size:
+    cfg.sweep.chunk_size = chunk_size
+  cfg.sweep.compile_cache = "none"
+  return cfg
+
+
+def grid_text(preset: Preset, points: int) -> str:
+  """The grid in words, for the report's heading."""
+  if preset.config:
+    return f"{preset.config.replace('.', '/')}.py's grid"
+  n_sigma, n_lr = grid_shape(points)
+  return f"{n_sigma} sigma_w x {n_lr} lr"

@@ -90,8 +90,8 @@ def ratios(gradlab: LoopTiming, seq: LoopTiming, torch: LoopTiming | None,
   }
 
 
-def targets(preset: str, points: int, platform_name: str, r: dict[str, float | None]
-            ) -> list[dict[str, Any]]:
+def targets(preset: str, points: int, platform_name: str, r: dict[str, float | None],
+            gradlab: LoopTiming | None = None) -> list[dict[str, Any]]:
   """The issue's targets that apply to this preset and device, each met or missed.
 
   `tiny` only checks that the benchmark works: no target applies to it.
@@ -118,6 +118,12 @@ def targets(preset: str, points: int, platform_name: str, r: dict[str, float | N
   if platform_name == "cpu" and preset == "large":
     check("large: gradlab >= 45% of matmul peak (GFLOP/s while running)",
           r["matmul_peak_fraction"], 0.45)
+  if platform_name == "cpu" and preset == "default":
+    check("default: gradlab >= 2x sequential JAX loop (steps/s, wall)",
+          r["gradlab_vs_sequential"], 2.0, run_only=r["gradlab_vs_sequential_run_only"])
+    if gradlab is not None:
+      check("default: compile <= 1/4 of gradlab's wall time", gradlab.compile_s / gradlab.wall_s,
+            0.25, at_most=True)
   if platform_name == "gpu" and preset == "small" and points >= 1024:
     check(f"GPU small, {points} points: gradlab >= 50x sequential JAX loop (steps/s, wall)",
           r["gradlab_vs_sequential"], 50.0, run_only=r["gradlab_vs_sequential_run_only"])
@@ -126,7 +132,7 @@ def targets(preset: str, points: int, platform_name: str, r: dict[str, float | N
   return rows
 
 
-def preset_section(preset: Preset, n_points: int, grid: tuple[int, int], platform_name: str,
+def preset_section(preset: Preset, n_points: int, grid: str, platform_name: str,
                    gradlab: LoopTiming, written: dict[str, Any], seq: LoopTiming,
                    torch: LoopTiming | None, torch_note: str, peak: MatmulPeak,
                    flops: int, probes_off: LoopTiming, load: dict[str, list[float]]
@@ -136,7 +142,7 @@ def preset_section(preset: Preset, n_points: int, grid: tuple[int, int], platfor
               "wall_gflops": flops / gradlab.wall_s / 1e9}
   r = ratios(gradlab, seq, torch, achieved, peak, probes_off)
   return {
-    "preset": {**dataclasses.asdict(preset), "points": n_points, "grid": list(grid)},
+    "preset": {**dataclasses.asdict(preset), "points": n_points, "grid": grid},
     "gradlab": {**gradlab.to_dict(), **written},
     "sequential_jax": seq.to_dict(),
     "pytorch": ({**torch.to_dict(), "skipped": False} if torch is not None
@@ -146,7 +152,7 @@ def preset_section(preset: Preset, n_points: int, grid: tuple[int, int], platfor
                        "overhead_run": r["probe_overhead"],
                        "overhead_wall": r["probe_overhead_wall"]},
     "ratios": r,
-    "targets": targets(preset.name, n_points, platform_name, r),
+    "targets": targets(preset.name, n_points, platform_name, r, gradlab),
     "load_average": load,
   }
 
@@ -161,7 +167,7 @@ def preset_markdown(section: dict[str, Any]) -> str:
   g = section["gradlab"]
   lines = [
     f"### `{p['name']}`: depth {p['depth']}, width {p['width']}, batch {p['batch_size']}, "
-    f"{p['steps']} steps, {p['points']} points ({p['grid'][0]} sigma_w x {p['grid'][1]} lr)",
+    f"{p['steps']} steps, {p['points']} points ({p['grid']})",
     "",
     "| loop | points timed | compile s | run s | wall s | run-steps/s | run-steps/s "
     "excl. compile | gradlab speedup (excl. compile) | peak RSS MiB | load |",

@@ -16,9 +16,9 @@ from typing import Any
 
 from experiments.benchmark import report
 from experiments.benchmark.flops import matmul_peak, mlp_dims, sweep_flops
-from experiments.benchmark.jax_loop import grid_points, time_sequential
+from experiments.benchmark.jax_loop import grid_points, group_points, time_sequential
 from experiments.benchmark.phases import time_engine
-from experiments.benchmark.presets import get_preset, grid_shape, preset_config
+from experiments.benchmark.presets import get_preset, grid_text, preset_config
 from experiments.benchmark.timing import LoopTiming, best_of
 from experiments.benchmark.torch_loop import import_torch, time_torch
 from gradlab.data import load_dataset
@@ -48,6 +48,8 @@ def torch_phase(cfg: Any, dataset: Any, dims: Sequence[tuple[int, int]], threads
   torch = import_torch()
   if torch is None:
     return None, "torch is not installed (pip install torch to add this loop)"
+  if len(group_points(cfg)) != 1:
+    return None, "the PyTorch loop trains the one-optimizer MLP presets only"
   points, seeds = grid_points(cfg)
   timing = time_torch(torch, points, seeds, dataset, dims, int(cfg.data.batch_size),
                       int(cfg.train.steps), int(cfg.train.eval_size), threads, budget_s,
@@ -97,7 +99,8 @@ def run_preset(name: str, out_dir: str, points: int | None = None, data_dir: str
     repeats, lambda: time_engine(cfg_off, out_dir, f"{name}-probes_off", keep_sweeps), first)
   log(f"[{name}] 5. {_describe(probes_off)}")
   load["end"] = list(os.getloadavg())
-  return report.preset_section(preset, n_points, grid_shape(n_points), jax.default_backend(),
+  return report.preset_section(preset, n_points, grid_text(preset, n_points),
+                               jax.default_backend(),
                                gradlab, written, seq, torch_timing, torch_note, peak, flops,
                                probes_off, load)
 

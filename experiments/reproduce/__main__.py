@@ -24,6 +24,7 @@ import time
 from absl import app, flags
 
 from experiments import cli
+from gradlab import host_devices
 from gradlab.registry import ConfigError
 
 _PAPER = flags.DEFINE_string("paper", "", "The paper's ID (see --list).")
@@ -58,6 +59,7 @@ def _ids() -> list[str]:
 
 
 def _main() -> int:
+  host_devices.configure()  # every core on the CPU (GRADLAB_HOST_DEVICES; before JAX starts)
   cli.setup_logging(chatty=True)
   from experiments.reproduce import PAPERS
 

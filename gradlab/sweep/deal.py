@@ -5,21 +5,27 @@ over one multi-device program: XLA compiles a multi-device module (`shard_map` o
 `pmap` alike) differently from a one-device module, and Adam's per-lane decay rates
 then round differently in the last bit (docs/multi_device_numerics.md: 80 of the 160
 default rows, 4 regime flips). Instead each device gets its own one-device executor
-(`gradlab.sweep.executor.Executor` on a one-device mesh) and the chunks, at the size a
-one-device sweep would use, are dealt round-robin to the devices of every process
-(process-interleaved order, so every host gets work). Each device then runs exactly the
-one-device program on exactly the chunks a one-device sweep forms, so every row equals
-the one-device row bit for bit.
+(`gradlab.sweep.executor.Executor` on a one-device mesh) and whole chunks are dealt
+round-robin to the processes (process-interleaved device order, so every host gets
+work); within a process each chunk goes to whichever of its devices is free first. Each
+device runs exactly the one-device program on whole chunks, so every row equals the
+one-device row at the same chunk size bit for bit.
 
-The price: each device compiles the group's program once (an executable is bound to its
-device), and a group with fewer chunks than devices leaves devices idle; a sweep that
-wants every device busy on few points sets a smaller `sweep.chunk_size`.
+One compile per group and process: the first device compiles, the others load the same
+executable (`gradlab.sweep.relocate`) in background threads while the first already
+runs chunks. With ``sweep.chunk_size = 0`` the chunk size chosen from memory is capped
+so that every device gets a chunk (`Executor.spread_cap`); pin ``sweep.chunk_size`` for
+rows that are bit for bit the same on any number of devices (a different chunk size
+can change the last bit of some lanes: docs/multi_device_numerics.md).
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -72,6 +78,8 @@ class DealingExecutor:
                                 on_compile, data=first.data if first else None)
         first = first or self.subs[d]
     self.lead = first
+    for sub in self.subs.values():
+      sub.spread = len(self.order)
 
   @contextlib.contextmanager
   def watchdog(self) -> Iterator[None]:
@@ -95,20 +103,59 @@ class DealingExecutor:
     if int(group.cfg.data.stream):
       return self.lead.run(group)
     size, _ = self.lead.compiled_for(group)  # the one-device chunk size
-    written: list[pd.DataFrame] = []
-    pending: list[tuple[Executor, grid.Chunk, Any]] = []
+    mine: collections.deque[grid.Chunk] = collections.deque()
     for k, chunk in enumerate(grid.chunks(group, size)):
-      device = self.order[k % len(self.order)]
-      if device not in self.subs:
-        if self.bar is not None and jax.process_index() == 0:
-          self.bar.update(chunk.size)  # another host runs and writes it
-        continue
-      sub = self.subs[device]
-      _, compiled = sub.compiled_for(group, size)
-      pending.append((sub, chunk, sub.dispatch(compiled, group, chunk)))
-      if len(pending) > len(self.subs):  # keep every device busy while writing
-        done = pending.pop(0)
-        written += done[0].write(group, done[1], done[2])
-    for sub, chunk, out in pending:
-      written += sub.write(group, chunk, out)
+      if self.order[k % len(self.order)] in self.subs:
+        mine.append(chunk)
+      elif self.bar is not None and jax.process_index() == 0:
+        self.bar.update(chunk.size)  # another host runs and writes it
+    return self._run_local(group, size, mine)
+
+  def _run_local(self, group: grid.Group, size: int, todo: collections.deque[grid.Chunk]
+                 ) -> list[pd.DataFrame]:
+    """Runs this process's chunks of `group` on its devices, each chunk on whichever
+    device is free first: the lead device starts at once with the compiled program while
+    the others load it (`Executor.adopt`, in background threads) and join when ready.
+    Every device runs the same binary on whole chunks, so which device ran a chunk does
+    not change its rows."""
+    _, compiled = self.lead.compiled_for(group, size)
+    ready: dict[Executor, Any] = {self.lead: compiled}
+    others = [sub for sub in self.subs.values() if sub is not self.lead]
+    written: list[pd.DataFrame] = []
+    busy: dict[Executor, tuple[grid.Chunk, Any]] = {}
+    stats = self.lead.stats
+    run_before, t_start, writing = stats.run_seconds, time.perf_counter(), 0.0
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(others))) as pool:
+      loading = {sub: pool.submit(sub.adopt, self.lead, group, size)
+                 for sub in (others if len(todo) > 1 else [])}
+      while todo or busy:
+        for sub, future in list(loading.items()):
+          if future.done():
+            ready[sub] = future.result()[1]
+            del loading[sub]
+        for sub, exe in ready.items():
+          if todo and sub not in busy:
+            chunk = todo.popleft()
+            busy[sub] = (chunk, sub.dispatch(exe, group, chunk))
+        done = [sub for sub, (_, out) in busy.items() if _finished(out)]
+        for sub in done:
+          chunk, out = busy.pop(sub)
+          t_write = time.perf_counter()
+          written += sub.write(group, chunk, out)
+          writing += time.perf_counter() - t_write
+        if not done:
+          time.sleep(POLL_S)
+      for future in loading.values():
+        future.cancel()
+    # running = the loop's time less writing rows (devices compute while rows are written)
+    stats.run_seconds = run_before + time.perf_counter() - t_start - writing
     return written
+
+
+POLL_S = 0.002  # how often the dealing loop looks for a finished chunk or a loaded device
+
+
+def _finished(out: Any) -> bool:
+  """Whether a dispatched chunk's outputs are computed (they finish together)."""
+  leaf = jax.tree_util.tree_leaves(out)[0]
+  return not hasattr(leaf, "is_ready") or leaf.is_ready()

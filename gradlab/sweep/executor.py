@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -37,9 +36,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from gradlab import results
+from gradlab.compile_options import compile_lowered
 from gradlab.config import flatten
 from gradlab.losses import chance_loss
-from gradlab.sweep import cache, grid, lock, memory
+from gradlab.sweep import cache, grid, lock, memory, relocate
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep.group_data import GroupData
 from gradlab.sweep.meta import check_resume, sweep_metadata
@@ -70,6 +70,8 @@ class SweepStats:
   n_processes: int = 1
   chunk_sizes: dict[int, int] = dataclasses.field(default_factory=dict)
   estimated_bytes: int = 0
+  n_relocations: int = 0  # executables loaded for another device instead of compiled
+  relocate_seconds: float = 0.0
   boundary: Any = None  # sweep.mode='boundary': the `gradlab.sweep.boundary.Boundary`
 
 
@@ -104,11 +106,14 @@ class Executor:
     self.cfg, self.workdir, self.mesh, self.stats, self.axes = cfg, workdir, mesh, stats, axes
     self.bar, self.on_compile = bar, on_compile
     self.grid = mesh_lib.grid_size(mesh)
+    self.platform = mesh.devices.flat[0].platform
     self.process = jax.process_index()
     self.keep_trajectories = bool(cfg.sweep.keep_trajectories)
     self._prepared: dict[int, _Prepared] = {}
     self._compiled: dict[int, tuple[int, Any]] = {}
     self.fixed_sizes: dict[int, int] = {}  # group -> chunk size decided elsewhere (dealing)
+    self.spread = 1  # devices a group's chunks are dealt over (`gradlab.sweep.deal`)
+    self._from_cache: set[int] = set()  # groups whose executable came from the disk cache
     self.data = GroupData(mesh, shared=data)
     self._runners: dict[int, StreamedRunner] = {}
     self._dog: Watchdog | NoWatchdog = NoWatchdog()
@@ -162,7 +167,7 @@ class Executor:
                       task=dataset.task)
       size = (self.fixed_sizes.get(group.index)
               or grid.chunk_size_for(self.cfg, len(group), self.grid)
-              or memory.trial_lanes(len(group), self.grid))
+              or memory.trial_lanes(self.spread_cap(len(group)), self.grid))
       lowered = self._lower(run.run, list(group.hparams), size, data)
       out = lowered.out_info
       traj_bytes = memory.tree_bytes([getattr(out, f) for f in TRAJECTORY_FIELDS]) // size
@@ -171,12 +176,22 @@ class Executor:
         chance_loss(gcfg.train, dataset),
         len(group), size, lowered, int(traj_bytes))
 
+  def spread_cap(self, n_points: int) -> int:
+    """The most lanes a chunk chosen from memory may hold so that `n_points` points make
+    a chunk for each of the `spread` devices they are dealt over (a multiple of the
+    grid axis)."""
+    return grid.round_up(-(-n_points // self.spread), self.grid)
+
   def estimate(self, groups: list[grid.Group], runs_per_group: list[int]) -> int:
     """Logs, and returns, the bytes the runs will write (rows + trajectories)."""
     self.prepare(groups)
     traj = [self._prepared[g.index].trajectory_bytes for g in groups]
-    return estimate_results(runs_per_group, traj, len(self.axes), self.keep_trajectories,
+    return memory.estimate_results(runs_per_group, traj, len(self.axes), self.keep_trajectories,
                             self.workdir)
+
+  def _compile(self, lowered: Any, group: grid.Group) -> Any:
+    """`lowered` compiled with the group's ``sweep.cpu_opt_level`` (`gradlab.compile_options`)."""
+    return compile_lowered(lowered, int(group.cfg.sweep.cpu_opt_level), self.platform)
 
   def _compile_for(self, group: grid.Group) -> tuple[int, Any]:
     """(chunk size, compiled) of a group: compiled once, on first use."""
@@ -184,19 +199,24 @@ class Executor:
       return self._compiled[group.index]
     self.prepare([group])
     prep = self._prepared[group.index]
+    relocate.CacheHits.listen()
+    hits = relocate.CacheHits.count
     t0 = time.perf_counter()
-    compiled = prep.lowered.compile()
+    compiled = self._compile(prep.lowered, group)
     dt = time.perf_counter() - t0
     size = prep.first_size
     if not int(self.cfg.sweep.chunk_size) and group.index not in self.fixed_sizes:
-      choice = memory_choice(self.cfg, prep.planned_points, self.grid, size, compiled,
+      choice = memory.memory_choice(self.cfg, prep.planned_points, self.grid, size, compiled,
                              prep.data_bytes, group.index)
+      if choice is not None:
+        choice = min(choice, self.spread_cap(prep.planned_points))
       if choice is not None and choice != size:
         self.stats.n_trial_compiles += 1
         self.stats.trial_compile_seconds += dt
         size = choice
         t0 = time.perf_counter()
-        compiled = self._lower(prep.run.run, list(group.hparams), size, prep.data).compile()
+        compiled = self._compile(self._lower(prep.run.run, list(group.hparams), size,
+                                             prep.data), group)
         dt = time.perf_counter() - t0
     self.stats.n_compiles += 1
     self.stats.compile_seconds += dt
@@ -206,6 +226,8 @@ class Executor:
     if self.on_compile is not None:
       self.on_compile(group.index, dt)
     self._compiled[group.index] = (size, compiled)
+    if relocate.CacheHits.count > hits:
+      self._from_cache.add(group.index)
     return size, compiled
 
   def run(self, group: grid.Group) -> list[pd.DataFrame]:
@@ -242,11 +264,35 @@ class Executor:
     self._dog.busy()
     return out
 
+  def adopt(self, lead: Executor, group: grid.Group, size: int) -> tuple[int, Any]:
+    """(chunk size, compiled) of a non-streamed group on this executor's device: the
+    `lead` executor's executable (compiled there once, at `size` lanes) loaded for this
+    device (`gradlab.sweep.relocate`: the same binary, so the same rows bit for bit);
+    compiled here when the backend cannot relocate executables. Safe to call from a
+    background thread while the lead runs chunks (`gradlab.sweep.deal`)."""
+    if group.index in self._compiled:
+      return self._compiled[group.index]
+    size, compiled = lead.compiled_for(group, size)
+    if group.index in lead._from_cache:  # not relocatable: see gradlab.sweep.relocate
+      return self.compiled_for(group, size)
+    t0 = time.perf_counter()
+    moved = relocate.to_device(compiled, self.mesh.devices.flat[0])
+    if moved is None:
+      return self.compiled_for(group, size)
+    data, data_bytes = self.data.on_mesh(group.cfg, self.data.dataset(group.cfg))
+    self._prepared[group.index] = dataclasses.replace(
+      lead._prepared[group.index], data=data, data_bytes=data_bytes, lowered=None)
+    self.stats.n_relocations += 1
+    self.stats.relocate_seconds += time.perf_counter() - t0
+    self.stats.chunk_sizes.setdefault(group.index, size)
+    self._compiled[group.index] = (size, moved)
+    return size, moved
+
   def dispatch(self, compiled: Any, group: grid.Group, chunk: grid.Chunk) -> Any:
     """Starts one chunk of `group` on the mesh (asynchronous); returns its outputs."""
     prep = self._prepared[group.index]
     t0 = time.perf_counter()
-    keys = np.asarray(jax.vmap(jax.random.PRNGKey)(jnp.asarray(chunk.seeds, jnp.int32)))
+    keys = mesh_lib.host_keys(chunk.seeds)
     hp, keys = mesh_lib.to_global((chunk.hparams, keys), mesh_lib.lane_sharding(self.mesh))
     out = (compiled(hp, keys) if isinstance(compiled, StreamedRunner)
            else compiled(hp, keys, prep.data))
@@ -277,53 +323,6 @@ class Executor:
     if self.bar is not None:
       self.bar.update(chunk.size)
     return rows
-
-
-def memory_choice(cfg: mlc.ConfigDict, points: int, n_grid: int, trial_size: int,
-                  compiled: Any, data_bytes: int, group_index: int) -> int | None:
-  """The chunk size that fits ``sweep.memory_budget``, from the memory analysis of the
-  trial compile at `trial_size` lanes; None (keep the trial size) on a backend without
-  one."""
-  budget = memory.budget_bytes(float(cfg.sweep.memory_budget))
-  trial_bytes = memory.compiled_bytes(compiled)
-  if trial_bytes is None:
-    log.warning("no memory analysis on this backend: chunks of %d lanes", trial_size)
-    return None
-  choice = memory.choose_chunk_size(points, n_grid, trial_size, trial_bytes, data_bytes,
-                                    budget)
-  log.info("group %d: %s per lane per device, budget %s per device: chunks of %d",
-           group_index, memory.describe_bytes(choice.per_lane_bytes),
-           memory.describe_bytes(budget), choice.size)
-  return choice.size
-
-
-def estimate_results(runs_per_group: list[int], trajectory_bytes: list[int], n_axes: int,
-                     keep_trajectories: bool, workdir: str) -> int:
-  """Logs, and returns, the bytes that runs_per_group[i] runs of groups whose lanes
-  write trajectory_bytes[i] each will write (rows + trajectories); warns when the disk
-  under `workdir` has less free."""
-  n_columns = 30 + n_axes
-  rows_b, traj_b = 0, 0
-  for n, per_lane in zip(runs_per_group, trajectory_bytes, strict=True):
-    r, t = memory.results_bytes(n, n_columns, per_lane, keep_trajectories)
-    rows_b, traj_b = rows_b + r, traj_b + t
-  traj_text = (f"trajectories up to {memory.describe_bytes(traj_b)} (before compression; "
-               f"train.log_every thins them, sweep.keep_trajectories=False drops them)"
-               if keep_trajectories else "no trajectories (sweep.keep_trajectories=False)")
-  log.info("estimated results: %d rows, about %s, and %s", sum(runs_per_group),
-           memory.describe_bytes(rows_b), traj_text)
-  free = _free_bytes(workdir)
-  if free is not None and rows_b + traj_b > free:
-    log.warning("the results may not fit: about %s to write, %s free under '%s'",
-                memory.describe_bytes(rows_b + traj_b), memory.describe_bytes(free), workdir)
-  return rows_b + traj_b
-
-
-def _free_bytes(workdir: str) -> int | None:
-  try:
-    return shutil.disk_usage(workdir).free
-  except OSError:
-    return None
 
 
 class Started(NamedTuple):

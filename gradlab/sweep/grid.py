@@ -18,6 +18,7 @@ import ml_collections as mlc
 import numpy as np
 
 from gradlab import config as config_lib
+from gradlab.compile_options import LEVELS
 from gradlab.data import AUGMENTATIONS, DATASETS
 from gradlab.defaults import KNOWN_KEYS, SCHEMA, STAGE_SWITCHES, TRACED_KEYS
 from gradlab.losses import BOX_LOSSES, LOSSES
@@ -204,6 +205,10 @@ def check_sweep_keys(cfg: mlc.ConfigDict) -> None:
   if not float(s.memory_budget) >= 0:
     raise ConfigError(f"config key 'sweep.memory_budget' must be >= 0 (bytes; 0 = half the "
                       f"device's memory), got {s.memory_budget}")
+  if s.cpu_opt_level not in LEVELS:
+    raise ConfigError(f"config key 'sweep.cpu_opt_level' must be one of "
+                      f"{', '.join(map(str, LEVELS))} (LLVM's optimization level on the CPU), "
+                      f"got {s.cpu_opt_level!r}")
   if int(cfg.mesh.data) < 1:
     raise ConfigError(f"config key 'mesh.data' must be >= 1, got {cfg.mesh.data}")
   if s.mode not in MODES:

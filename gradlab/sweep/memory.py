@@ -15,15 +15,20 @@ usual case: the trial is small); below it, it can fall short by those buffers al
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import jax
+import ml_collections as mlc
 import numpy as np
 
 from gradlab.registry import ConfigError
+
+log = logging.getLogger("gradlab")
 
 TRIAL_LANES = 256          # lanes of the trial chunk (at most; rounded to the grid axis)
 DEFAULT_FRACTION = 0.5     # default budget: this fraction of one device's memory
@@ -138,3 +143,50 @@ def describe_bytes(n: float) -> str:
   if n < 2**20:
     return f"{n / 2**10:,.0f} KiB"
   return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
+
+
+def memory_choice(cfg: mlc.ConfigDict, points: int, n_grid: int, trial_size: int,
+                  compiled: Any, data_bytes: int, group_index: int) -> int | None:
+  """The chunk size that fits ``sweep.memory_budget``, from the memory analysis of the
+  trial compile at `trial_size` lanes; None (keep the trial size) on a backend without
+  one."""
+  budget = budget_bytes(float(cfg.sweep.memory_budget))
+  trial_bytes = compiled_bytes(compiled)
+  if trial_bytes is None:
+    log.warning("no memory analysis on this backend: chunks of %d lanes", trial_size)
+    return None
+  choice = choose_chunk_size(points, n_grid, trial_size, trial_bytes, data_bytes,
+                                    budget)
+  log.info("group %d: %s per lane per device, budget %s per device: chunks of %d",
+           group_index, describe_bytes(choice.per_lane_bytes),
+           describe_bytes(budget), choice.size)
+  return choice.size
+
+
+def estimate_results(runs_per_group: list[int], trajectory_bytes: list[int], n_axes: int,
+                     keep_trajectories: bool, workdir: str) -> int:
+  """Logs, and returns, the bytes that runs_per_group[i] runs of groups whose lanes
+  write trajectory_bytes[i] each will write (rows + trajectories); warns when the disk
+  under `workdir` has less free."""
+  n_columns = 30 + n_axes
+  rows_b, traj_b = 0, 0
+  for n, per_lane in zip(runs_per_group, trajectory_bytes, strict=True):
+    r, t = results_bytes(n, n_columns, per_lane, keep_trajectories)
+    rows_b, traj_b = rows_b + r, traj_b + t
+  traj_text = (f"trajectories up to {describe_bytes(traj_b)} (before compression; "
+               f"train.log_every thins them, sweep.keep_trajectories=False drops them)"
+               if keep_trajectories else "no trajectories (sweep.keep_trajectories=False)")
+  log.info("estimated results: %d rows, about %s, and %s", sum(runs_per_group),
+           describe_bytes(rows_b), traj_text)
+  free = _free_bytes(workdir)
+  if free is not None and rows_b + traj_b > free:
+    log.warning("the results may not fit: about %s to write, %s free under '%s'",
+                describe_bytes(rows_b + traj_b), describe_bytes(free), workdir)
+  return rows_b + traj_b
+
+
+def _free_bytes(workdir: str) -> int | None:
+  try:
+    return shutil.disk_usage(workdir).free
+  except OSError:
+    return None

@@ -96,6 +96,17 @@ def lanes_program(run_fn: Callable[..., Any], mesh: Mesh) -> Callable[..., Any]:
                        out_specs=PartitionSpec(GRID), check_vma=False)
 
 
+def host_keys(seeds: Any) -> np.ndarray:
+  """``vmap(jax.random.PRNGKey)`` of int32 `seeds`, computed on the host: no device work,
+  so a chunk's dispatch never waits behind a chunk another device of the sweep's default
+  device is running. The threefry key of a 32-bit seed s is [0, s] (as uint32); another
+  PRNG implementation is computed by JAX."""
+  seeds = np.asarray(seeds, np.int32)
+  if str(jax.config.jax_default_prng_impl) != "threefry2x32":
+    return np.asarray(jax.vmap(jax.random.PRNGKey)(seeds))
+  return np.stack([np.zeros_like(seeds, np.uint32), seeds.astype(np.uint32)], axis=-1)
+
+
 def to_global(tree: Any, sharding: NamedSharding) -> Any:
   """Host numpy arrays (identical on every process) -> global arrays with `sharding`."""
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
+from gradlab.compile_options import compiler_options
 from gradlab.data import stream as stream_lib
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.train import DataArrays, Run
@@ -33,19 +34,21 @@ class StreamedRunner:
       self.size, int(cfg.data.batch_size), int(cfg.train.log_every), run.diag_blocks)
     self._replicated = mesh_lib.replicated(mesh)
     parts = run.parts
+    self._options = compiler_options(int(cfg.sweep.cpu_opt_level),
+                                     mesh.devices.flat[0].platform)
     self._start = jax.jit(jax.vmap(lambda hp, k, d: parts(hp, k, d).start(),
-                                   in_axes=(0, 0, None)))
+                                   in_axes=(0, 0, None)), compiler_options=self._options)
     self._advance: dict[int, Any] = {}
     self._finish = jax.jit(jax.vmap(
       lambda hp, k, d, c, o, l0: parts(hp, k, d).finish(c, o, l0),
-      in_axes=(0, 0, None, 0, 0, 0)))
+      in_axes=(0, 0, None, 0, 0, 0)), compiler_options=self._options)
 
   def _advance_fn(self, n_blocks: int) -> Any:
     if n_blocks not in self._advance:
       parts = self.run.parts
       self._advance[n_blocks] = jax.jit(jax.vmap(
         lambda hp, k, d, c, first: parts(hp, k, d).advance(c, first, n_blocks),
-        in_axes=(0, 0, None, 0, None)))
+        in_axes=(0, 0, None, 0, None)), compiler_options=self._options)
     return self._advance[n_blocks]
 
   def segment_data(self, segment: int) -> DataArrays:
