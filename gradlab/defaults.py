@@ -32,7 +32,9 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
   stack and exits with status 3, its rows kept; 0 = automatic, 20 x the slowest chunk
   so far and at least 15 minutes; `gradlab.sweep.watchdog`); cpu_opt_level (LLVM's
   optimization level for the run programs on the CPU, 0-3: 1 compiles about 40% faster
-  than XLA's default 3 and trains bit for bit the same; `gradlab.compile_options`)
+  than XLA's default 3 and trains bit for bit the same; `gradlab.compile_options`);
+  fuse_optimizers (groups that differ only in optimizer.name share one compiled program,
+  each lane picking its optimizer: `gradlab.optim.fused`)
 - ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
   the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
 
@@ -93,7 +95,8 @@ config.register_keys(
   "sweep",
   dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
        mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
-       dense_workdir="", replicas=1, chunk_timeout_s=0.0, cpu_opt_level=1),
+       dense_workdir="", replicas=1, chunk_timeout_s=0.0, cpu_opt_level=1,
+       fuse_optimizers=False),
   family="sweep", positive=("replicas",), non_negative=("chunk_timeout_s",))
 config.register_keys("mesh", dict(data=1), family="mesh")
 

@@ -37,6 +37,7 @@ from gradlab.losses import Metrics, bound_loss, z_loss
 from gradlab.losses import resolve as resolve_loss
 from gradlab.models import build_model
 from gradlab.optim import batch_stats, build_optimizer, evaluated_with
+from gradlab.optim.fused import build_fused
 from gradlab.prediction import ADAM_PRECONDITIONED, CATAPULT_MAX
 
 
@@ -106,8 +107,10 @@ class Carry(NamedTuple):
 
 def make_static(cfg: mlc.ConfigDict, num_classes: int,
                 batch_constraint: Callable[[jax.Array], jax.Array] | None,
-                task: Task) -> Static:
-  """The static parts of `cfg`'s runs (see `gradlab.train.build_run`)."""
+                task: Task, fused: tuple[str, ...] = ()) -> Static:
+  """The static parts of `cfg`'s runs (see `gradlab.train.build_run`); with `fused`
+  optimizer names, the optimizer is `gradlab.optim.fused.build_fused` of them (each
+  lane picks by ``hp['opt_index']``)."""
   spec = build_model(cfg, num_classes)
   layer_names = tuple(spec.layer_names)
   steps, log_every = int(cfg.train.steps), int(cfg.train.log_every)
@@ -117,9 +120,9 @@ def make_static(cfg: mlc.ConfigDict, num_classes: int,
     spec=spec, layer_names=layer_names,
     probed_layers=layer_names if cfg.train.layer_probes else (),
     opt_name=cfg.optimizer.name,
-    make_tx=build_optimizer(cfg.optimizer.name, clip_enabled=cfg.optimizer.clip > 0,
-                            remedies=parse_remedies(cfg.optimizer.remedies),
-                            schedule=cfg.optimizer.schedule),
+    make_tx=(build_fused if fused else build_optimizer)(
+      fused or cfg.optimizer.name, clip_enabled=cfg.optimizer.clip > 0,
+      remedies=parse_remedies(cfg.optimizer.remedies), schedule=cfg.optimizer.schedule),
     objective=objective, metrics=loss_spec.metrics, z_loss_on=float(cfg.train.z_loss) > 0,
     n_logs=n_logs, tail=tail, log_every=log_every, batch_size=int(cfg.data.batch_size),
     explode_factor=float(cfg.regimes.explode_factor),

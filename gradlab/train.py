@@ -122,7 +122,7 @@ def make_data_arrays(dataset: Any, eval_size: int) -> DataArrays:
 
 def build_run(cfg: mlc.ConfigDict, num_classes: int,
               batch_constraint: Callable[[jax.Array], jax.Array] | None = None,
-              task: Task = CLASSIFICATION) -> Run:
+              task: Task = CLASSIFICATION, fused: tuple[str, ...] = ()) -> Run:
   """Builds the `Run` of the static structure of `cfg`: ``run(hparams, key, data) ->
   Trajectory`` and its parts.
 
@@ -130,9 +130,11 @@ def build_run(cfg: mlc.ConfigDict, num_classes: int,
   to, and the on-device minibatch generator of generated tasks. `batch_constraint`,
   when given, is applied to every minibatch (inputs and labels): the sweep engine passes
   a sharding constraint over the mesh's 'data' axis. The init reads the shape and dtype
-  of ``data.x_eval``.
+  of ``data.x_eval``. `fused`: optimizer names whose chains the run holds, each lane
+  picking its own by ``hparams['opt_index']`` (``sweep.fuse_optimizers``,
+  `gradlab.optim.fused`).
   """
-  static = step_lib.make_static(cfg, num_classes, batch_constraint, task)
+  static = step_lib.make_static(cfg, num_classes, batch_constraint, task, fused)
   return Run(run=functools.partial(run_point, static),
              parts=functools.partial(run_parts, static), n_logs=static.n_logs,
              layer_names=list(static.layer_names), diag_blocks=static.diag_every,

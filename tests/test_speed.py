@@ -206,3 +206,56 @@ def test_memory_chosen_chunks_spread_over_the_dealt_devices():
   assert ex.spread_cap(5) == 3
   ex.spread = 1
   assert ex.spread_cap(64) == 64
+
+
+def test_fuse_optimizers_groups_only_what_can_share_a_program():
+  """sweep.fuse_optimizers: sgd, adam and momentum (which evaluate their last iterate)
+  share the first group's program; gadam (its iterate average) keeps its own."""
+  axes = {"optimizer.name": ["sgd", "adam", "gadam", "momentum"]}
+  off = grid.make_plan(tiny_config(axes))
+  assert all(g.fused_with == -1 for g in off.groups)
+  plan = grid.make_plan(tiny_config(axes, sweep=dict(fuse_optimizers=True)))
+  by_name = {g.cfg.optimizer.name: g for g in plan.groups}
+  assert by_name["sgd"].fused == ("sgd", "adam", "momentum")
+  assert {by_name[n].fused_with for n in ("sgd", "adam", "momentum")} == {by_name["sgd"].index}
+  assert by_name["gadam"].fused_with == -1 and by_name["gadam"].fused == ()
+
+
+def test_build_fused_takes_each_lanes_own_chain():
+  """Each lane's update is its own optimizer's: two steps of the fused chain equal two
+  steps of sgd (index 0) and of adam (index 1) built alone."""
+  from gradlab.optim import build_optimizer, paper_hparams
+  from gradlab.optim.fused import INDEX_KEY, build_fused
+
+  params = {"w": jnp.asarray([1.0, -2.0, 0.5])}
+  grads = [{"w": jnp.asarray([0.3, -1.0, 2.0])}, {"w": jnp.asarray([-0.2, 0.4, 1.0])}]
+  hp = {**{k: jnp.float32(v) for k, v in paper_hparams("adam").items()},
+        "learning_rate": jnp.float32(0.1)}
+  for index, name in enumerate(("sgd", "adam")):
+    fused = build_fused(("sgd", "adam"))({**hp, INDEX_KEY: jnp.float32(index)})
+    alone = build_optimizer(name)(hp)
+    p_f, s_f, p_a, s_a = params, fused.init(params), params, alone.init(params)
+    for g in grads:
+      u_f, s_f = fused.update(g, s_f, p_f)
+      u_a, s_a = alone.update(g, s_a, p_a)
+      np.testing.assert_array_equal(u_f["w"], u_a["w"])
+      p_f, p_a = jax.tree.map(jnp.add, p_f, u_f), jax.tree.map(jnp.add, p_a, u_a)
+
+
+def test_a_fused_sweep_compiles_once_and_gives_the_separate_rows(tmp_path):
+  """Three optimizers in one program: one compile instead of three, and the rows of
+  the separate programs (the same operations select each lane's update; at a
+  non-chaotic learning rate the losses agree to float32 rounding)."""
+  axes = {"optimizer.name": ["sgd", "adam", "momentum"], "init.sigma_w": [0.5, 1.0, 1.5]}
+  rows = {}
+  for fuse in (True, False):
+    cfg = tiny_config(axes, optimizer=dict(learning_rate=0.01),
+                      sweep=dict(fuse_optimizers=fuse), train=dict(steps=40))
+    stats = run_sweep(cfg, str(tmp_path / str(fuse)), progress=False)
+    assert stats.n_compiles == (1 if fuse else 3)
+    rows[fuse] = results.load(str(tmp_path / str(fuse))).sort_values("run_id")
+  fused, separate = rows[True], rows[False]
+  assert list(fused["optimizer.name"]) == list(separate["optimizer.name"])
+  for column in ("initial_loss", "final_loss", "max_grad_norm", "test_loss"):
+    np.testing.assert_allclose(fused[column], separate[column], rtol=1e-5)
+  assert list(fused["regime"]) == list(separate["regime"])

@@ -39,6 +39,8 @@ _FLUSH = flags.DEFINE_bool("torch_flush_denormal", True, "Flush denormals to zer
                            "PyTorch loop, as XLA's CPU runtime does for gradlab.")
 _REPEATS = flags.DEFINE_integer("repeats", 1, "Run each timed loop this many times and keep "
                                 "the fastest (for machines shared with other work).")
+_FUSE = flags.DEFINE_bool("fuse_optimizers", False, "sweep.fuse_optimizers for gradlab's "
+                          "phases (one compile for groups that differ only in the optimizer).")
 _KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --out.")
 
 
@@ -64,7 +66,7 @@ def _main() -> int:
     names, out_dir=_OUT.value, points=_POINTS.value or None, data_dir=_DATA_DIR.value,
     torch_threads=threads, loop_budget_s=_BUDGET.value, chunk_size=_CHUNK.value,
     matmul_sizes=sizes, keep_sweeps=_KEEP.value,
-    torch_flush_denormal=_FLUSH.value, repeats=_REPEATS.value)
+    torch_flush_denormal=_FLUSH.value, repeats=_REPEATS.value, fuse=_FUSE.value)
   print()
   print(markdown(result))
   print(f"wrote {os.path.join(_OUT.value, 'benchmark.json')} and "

@@ -32,13 +32,17 @@ def time_engine(cfg: mlc.ConfigDict, out_dir: str, tag: str, keep: bool = False
       shutil.rmtree(workdir, ignore_errors=True)
   other_s = stats.wall_seconds - stats.compile_seconds - stats.run_seconds
   probes = "on" if cfg.train.layer_probes else "off"
-  timing = LoopTiming(f"gradlab (layer probes {probes})", stats.n_points, stats.n_points,
+  fused = ", optimizers fused" if cfg.sweep.fuse_optimizers else ""
+  timing = LoopTiming(f"gradlab (layer probes {probes}{fused})", stats.n_points, stats.n_points,
                       int(cfg.train.steps), stats.compile_seconds, stats.run_seconds,
                       other_s=other_s, peak_rss_mb=peak_rss_mb(),
                       note=f"{stats.n_compiles} compile(s), {stats.n_groups} group(s), "
                            f"{n_chunks} chunk(s)")
   written = {"rows_written": int(len(rows)), "chunks": n_chunks, "trajectory_files": n_traj,
              "n_compiles": stats.n_compiles, "n_groups": stats.n_groups,
+             "n_devices": stats.n_devices, "n_relocations": stats.n_relocations,
+             "relocate_s": stats.relocate_seconds,
+             "fuse_optimizers": bool(cfg.sweep.fuse_optimizers),
              "regimes": {str(k): int(v) for k, v in rows["regime"].value_counts().items()}
              if len(rows) else {},
              "workdir": workdir if keep else None}

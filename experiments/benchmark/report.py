@@ -200,7 +200,9 @@ def preset_markdown(section: dict[str, Any]) -> str:
     f"- layer probes: on {g['run_s']:.2f} s vs off "
     f"{section['probe_overhead']['probes_off']['run_s']:.2f} s running = "
     f"**{r['probe_overhead']:+.1%}** ({r['probe_overhead_wall']:+.1%} wall).",
-    f"- gradlab wrote {g['rows_written']} result rows ({g['n_compiles']} compile(s)); "
+    f"- gradlab wrote {g['rows_written']} result rows ({g['n_compiles']} compile(s) on "
+    f"{g.get('n_devices', 1)} device(s), loaded on {g.get('n_relocations', 0)} more in "
+    f"{g.get('relocate_s', 0.0):.1f} s); "
     f"regimes: {', '.join(f'{k} {v}' for k, v in g['regimes'].items())}.",
   ]
   for loop in loops:

@@ -61,10 +61,12 @@ def run_preset(name: str, out_dir: str, points: int | None = None, data_dir: str
                torch_threads: int = 2, loop_budget_s: float = 120.0,
                matmul_sizes: Sequence[int] = (1024, 2048, 4096), matmul_repeats: int = 5,
                chunk_size: int = 0, keep_sweeps: bool = False, torch_flush_denormal: bool = True,
-               repeats: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+               repeats: int = 1, fuse: bool = False, log: Callable[[str], None] = print
+               ) -> dict[str, Any]:
   """Runs the five phases of preset `name`; returns its JSON section.
 
-  With `repeats` > 1 each timed loop runs that many times and the fastest is kept.
+  With `repeats` > 1 each timed loop runs that many times and the fastest is kept;
+  `fuse` sets ``sweep.fuse_optimizers`` for gradlab's phases.
   """
   import jax
 
@@ -72,6 +74,7 @@ def run_preset(name: str, out_dir: str, points: int | None = None, data_dir: str
   n_points = points or preset.points
   cfg_on = preset_config(preset, n_points, True, chunk_size, data_dir)
   cfg_off = preset_config(preset, n_points, False, chunk_size, data_dir)
+  cfg_on.sweep.fuse_optimizers = cfg_off.sweep.fuse_optimizers = fuse
   load = {"start": list(os.getloadavg())}
   # Load (and on first use, generate) the dataset before any timing.
   dataset = load_dataset(cfg_on.data.name, data_dir or None)

@@ -48,8 +48,9 @@ from gradlab import regimes, results
 from gradlab.registry import ConfigError
 from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
+from gradlab.sweep.begin import Started, progress_bar, start
 from gradlab.sweep.deal import make_executor
-from gradlab.sweep.executor import Started, SweepStats, progress_bar, start
+from gradlab.sweep.executor import SweepStats
 
 log = logging.getLogger("gradlab")
 

@@ -17,8 +17,9 @@ import ml_collections as mlc
 from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep import resume as resume_lib
+from gradlab.sweep.begin import progress_bar, start
 from gradlab.sweep.deal import make_executor
-from gradlab.sweep.executor import SweepStats, progress_bar, start
+from gradlab.sweep.executor import SweepStats
 
 log = logging.getLogger("gradlab")
 

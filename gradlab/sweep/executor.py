@@ -12,10 +12,8 @@ lanes never reach the results). The chunk size is `sweep.chunk_size`, or with 0 
 largest that fits `sweep.memory_budget` (`gradlab.sweep.memory`). Each process writes
 the real lanes its devices hold (`gradlab.sweep.rows`) with `gradlab.results`.
 
-`start` is what every mode does first: the mesh, the compile cache (`gradlab.sweep.cache`,
-so a rerun's compiles load from disk), the resume check (`gradlab.sweep.meta`), config.json
-and the runs already done, after setting aside corrupt chunk files (their runs are
-recomputed).
+What every mode does first (the lock, the mesh, the compile cache, the resume check,
+config.json and the runs already done) is `gradlab.sweep.begin.start`.
 """
 
 from __future__ import annotations
@@ -23,26 +21,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from gradlab import results
 from gradlab.compile_options import compile_lowered
-from gradlab.config import flatten
 from gradlab.losses import chance_loss
-from gradlab.sweep import cache, grid, lock, memory, relocate
+from gradlab.optim.fused import INDEX_KEY
+from gradlab.step import measures_initial_sharpness
+from gradlab.sweep import grid, memory, relocate
 from gradlab.sweep import mesh as mesh_lib
 from gradlab.sweep.group_data import GroupData
-from gradlab.sweep.meta import check_resume, sweep_metadata
 from gradlab.sweep.rows import TRAJECTORY_FIELDS, summary_rows, trajectory_arrays
 from gradlab.sweep.streamed import StreamedRunner
 from gradlab.sweep.watchdog import NoWatchdog, Watchdog
@@ -89,6 +85,7 @@ class _Prepared:
   first_size: int
   lowered: Any
   trajectory_bytes: int  # per run, as written (uncompressed)
+  hp_names: tuple[str, ...] = ()  # the lanes' hparams (with 'opt_index' when fused)
 
 
 class Executor:
@@ -114,6 +111,7 @@ class Executor:
     self.fixed_sizes: dict[int, int] = {}  # group -> chunk size decided elsewhere (dealing)
     self.spread = 1  # devices a group's chunks are dealt over (`gradlab.sweep.deal`)
     self._from_cache: set[int] = set()  # groups whose executable came from the disk cache
+    self._loaded: dict[int, tuple[Any, Any]] = {}  # id(lead's executable) -> what adopt made
     self.data = GroupData(mesh, shared=data)
     self._runners: dict[int, StreamedRunner] = {}
     self._dog: Watchdog | NoWatchdog = NoWatchdog()
@@ -161,20 +159,34 @@ class Executor:
         continue
       gcfg = group.cfg
       dataset = self.data.dataset(gcfg)
+      fused = self._fused(group, dataset.task)
+      if fused and group.fused_with in self._prepared:  # the family's program
+        self._prepared[group.index] = self._prepared[group.fused_with]
+        continue
       data, data_bytes = self.data.on_mesh(gcfg, dataset)
       run = build_run(gcfg, dataset.num_classes,
                       batch_constraint=mesh_lib.batch_constraint(self.mesh),
-                      task=dataset.task)
+                      task=dataset.task, fused=fused)
       size = (self.fixed_sizes.get(group.index)
               or grid.chunk_size_for(self.cfg, len(group), self.grid)
               or memory.trial_lanes(self.spread_cap(len(group)), self.grid))
-      lowered = self._lower(run.run, list(group.hparams), size, data)
+      names = (*group.hparams, *((INDEX_KEY,) if fused else ()))
+      lowered = self._lower(run.run, list(names), size, data)
       out = lowered.out_info
       traj_bytes = memory.tree_bytes([getattr(out, f) for f in TRAJECTORY_FIELDS]) // size
       self._prepared[group.index] = _Prepared(
         run, data, data_bytes, run.layer_names,
         chance_loss(gcfg.train, dataset),
-        len(group), size, lowered, int(traj_bytes))
+        len(group), size, lowered, int(traj_bytes), names)
+      if fused:
+        self._prepared.setdefault(group.fused_with, self._prepared[group.index])
+
+  def _fused(self, group: grid.Group, task: Any) -> tuple[str, ...]:
+    """The optimizer names the group's program holds (``sweep.fuse_optimizers``), or ()
+    to compile it alone: not fused, or its runs measure the step-0 sharpness."""
+    if group.fused_with < 0 or measures_initial_sharpness(group.cfg, task):
+      return ()
+    return group.fused
 
   def spread_cap(self, n_points: int) -> int:
     """The most lanes a chunk chosen from memory may hold so that `n_points` points make
@@ -194,10 +206,16 @@ class Executor:
     return compile_lowered(lowered, int(group.cfg.sweep.cpu_opt_level), self.platform)
 
   def _compile_for(self, group: grid.Group) -> tuple[int, Any]:
-    """(chunk size, compiled) of a group: compiled once, on first use."""
+    """(chunk size, compiled) of a group: compiled once, on first use (once per family
+    of fused groups: ``sweep.fuse_optimizers``)."""
     if group.index in self._compiled:
       return self._compiled[group.index]
     self.prepare([group])
+    if self._prepared[group.index].hp_names[-1:] == (INDEX_KEY,) and (
+        group.fused_with in self._compiled):
+      self._compiled[group.index] = self._compiled[group.fused_with]
+      self.stats.chunk_sizes[group.index] = self._compiled[group.index][0]
+      return self._compiled[group.index]
     prep = self._prepared[group.index]
     relocate.CacheHits.listen()
     hits = relocate.CacheHits.count
@@ -215,7 +233,7 @@ class Executor:
         self.stats.trial_compile_seconds += dt
         size = choice
         t0 = time.perf_counter()
-        compiled = self._compile(self._lower(prep.run.run, list(group.hparams), size,
+        compiled = self._compile(self._lower(prep.run.run, list(prep.hp_names), size,
                                              prep.data), group)
         dt = time.perf_counter() - t0
     self.stats.n_compiles += 1
@@ -226,6 +244,8 @@ class Executor:
     if self.on_compile is not None:
       self.on_compile(group.index, dt)
     self._compiled[group.index] = (size, compiled)
+    if prep.hp_names[-1:] == (INDEX_KEY,):
+      self._compiled.setdefault(group.fused_with, (size, compiled))
     if relocate.CacheHits.count > hits:
       self._from_cache.add(group.index)
     return size, compiled
@@ -273,6 +293,9 @@ class Executor:
     if group.index in self._compiled:
       return self._compiled[group.index]
     size, compiled = lead.compiled_for(group, size)
+    if id(compiled) in self._loaded:  # a fused sibling's program, loaded already
+      self._prepared[group.index], self._compiled[group.index] = self._loaded[id(compiled)]
+      return self._compiled[group.index]
     if group.index in lead._from_cache:  # not relocatable: see gradlab.sweep.relocate
       return self.compiled_for(group, size)
     t0 = time.perf_counter()
@@ -286,6 +309,7 @@ class Executor:
     self.stats.relocate_seconds += time.perf_counter() - t0
     self.stats.chunk_sizes.setdefault(group.index, size)
     self._compiled[group.index] = (size, moved)
+    self._loaded[id(compiled)] = (self._prepared[group.index], (size, moved))
     return size, moved
 
   def dispatch(self, compiled: Any, group: grid.Group, chunk: grid.Chunk) -> Any:
@@ -293,7 +317,11 @@ class Executor:
     prep = self._prepared[group.index]
     t0 = time.perf_counter()
     keys = mesh_lib.host_keys(chunk.seeds)
-    hp, keys = mesh_lib.to_global((chunk.hparams, keys), mesh_lib.lane_sharding(self.mesh))
+    hparams = chunk.hparams
+    if prep.hp_names[-1:] == (INDEX_KEY,):  # fused: each lane's optimizer in the program
+      index = group.fused.index(group.cfg.optimizer.name)
+      hparams = {**hparams, INDEX_KEY: np.full(len(chunk.seeds), index, np.float32)}
+    hp, keys = mesh_lib.to_global((hparams, keys), mesh_lib.lane_sharding(self.mesh))
     out = (compiled(hp, keys) if isinstance(compiled, StreamedRunner)
            else compiled(hp, keys, prep.data))
     self.stats.run_seconds += time.perf_counter() - t0
@@ -323,54 +351,3 @@ class Executor:
     if self.bar is not None:
       self.bar.update(chunk.size)
     return rows
-
-
-class Started(NamedTuple):
-  """What `start` found: the mesh, the config keys that differ from the saved config
-  (a forced resume), the rows already written in this process (every column), the
-  corrupt chunk files set aside, and the saved config (flattened; {} for a new workdir)."""
-
-  mesh: Any
-  differences: list[str]
-  done: pd.DataFrame
-  n_corrupt: int
-  saved: dict[str, Any]
-
-
-def start(cfg: mlc.ConfigDict, workdir: str, resume: str, plan: grid.Plan,
-          extra_meta: dict[str, Any] | None = None) -> Started:
-  """What both sweep modes do first, in every process: this process's lock of the
-  workdir (`gradlab.sweep.lock`: a second sweep into it is refused), the mesh, the
-  compile cache, the resume check, config.json (process 0; others only where their
-  filesystem lacks it) and the runs already done (corrupt chunks set aside).
-
-  config.json keeps the record of every forced resume (``resumes``: when, the commit and
-  the keys that differed), carried over by every later run, never erased;
-  ``resumed_with_differences`` lists the differences of all of them."""
-  mesh = mesh_lib.make_mesh(int(cfg.mesh.data))
-  results.check_workdir(workdir)
-  lock.acquire(workdir, jax.process_index())
-  cache.configure(cache.cache_dir(str(cfg.sweep.compile_cache), workdir))
-  diff = check_resume(workdir, cfg, resume)
-  config_path = os.path.join(workdir, results.CONFIG_FILE)
-  saved = results.read_config(workdir) if os.path.exists(config_path) else {}
-  meta = {**sweep_metadata(cfg, plan), **(extra_meta or {})}
-  history = list(saved.get("resumes", []))
-  if diff:
-    history.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "git_commit": meta.get("git_commit"), "differences": diff})
-  if history:
-    meta["resumes"] = history
-    meta["resumed_with_differences"] = [d for h in history for d in h["differences"]]
-  if jax.process_index() == 0:
-    results.write_json(config_path, meta)
-  mesh_lib.barrier("gradlab-config-written")
-  if jax.process_index() != 0 and not os.path.exists(config_path):
-    results.write_json(config_path, meta)  # this host does not share process 0's disk
-  done, corrupt = results.recover(workdir)
-  return Started(mesh, diff, done, len(corrupt), flatten(saved.get("config", {})))
-
-
-def progress_bar(total: int, initial: int, enabled: bool) -> Any:
-  return tqdm(total=total, initial=initial, unit="run", dynamic_ncols=True,
-              disable=not enabled or jax.process_index() != 0)

@@ -24,6 +24,7 @@ from gradlab.defaults import KNOWN_KEYS, SCHEMA, STAGE_SWITCHES, TRACED_KEYS
 from gradlab.losses import BOX_LOSSES, LOSSES
 from gradlab.models import ACTIVATIONS, INIT_FAMILIES, MODELS, build_model
 from gradlab.optim import OPTIMIZERS, SCHEDULES, build_optimizer, number_columns, resolve_point
+from gradlab.optim.fused import unfusable
 from gradlab.optim.paper import NUMBER_KEYS
 from gradlab.registry import ConfigError
 
@@ -49,6 +50,10 @@ class Group:
   seeds: list[int] = field(default_factory=list)
   axis_values: list[dict[str, Any]] = field(default_factory=list)
   extra: dict[str, list[Any]] = field(default_factory=dict)  # more per-point result columns
+  # ``sweep.fuse_optimizers``: the optimizers of the groups that share this group's
+  # program (`gradlab.optim.fused`), and the group that compiles it (-1: not fused)
+  fused: tuple[str, ...] = ()
+  fused_with: int = -1
 
   def __len__(self) -> int:
     return len(self.run_ids)
@@ -59,7 +64,8 @@ class Group:
     return Group(self.index, self.cfg, [self.run_ids[p] for p in pos],
                  {k: [v[p] for p in pos] for k, v in self.hparams.items()},
                  [self.seeds[p] for p in pos], [self.axis_values[p] for p in pos],
-                 {k: [v[p] for p in pos] for k, v in self.extra.items()})
+                 {k: [v[p] for p in pos] for k, v in self.extra.items()},
+                 self.fused, self.fused_with)
 
 
 @dataclass
@@ -141,7 +147,26 @@ def make_plan(cfg: mlc.ConfigDict, validate: bool = True) -> Plan:
     _add_replicas(groups[sig], point, replicas, flat, overrides)
   plan = Plan(axes=axes, groups=list(groups.values()))
   _add_number_columns(plan)
+  if bool(cfg.sweep.fuse_optimizers):
+    _fuse(plan, groups)
   return plan
+
+
+def _fuse(plan: Plan, groups: dict[tuple, Group]) -> None:
+  """``sweep.fuse_optimizers``: groups whose static structure differs only in
+  ``optimizer.name`` (and whose optimizers can share a program: `gradlab.optim.fused`)
+  share the program of the first of them (`Group.fused`, `Group.fused_with`)."""
+  families: dict[tuple, list[Group]] = {}
+  for sig, group in groups.items():
+    if unfusable(group.cfg) is None:
+      rest = tuple(item for item in sig if item[0] != "optimizer.name")
+      families.setdefault(rest, []).append(group)
+  for members in families.values():
+    names = tuple(g.cfg.optimizer.name for g in members)
+    if len(members) < 2:
+      continue
+    for g in members:
+      g.fused, g.fused_with = names, members[0].index
 
 
 def _add_number_columns(plan: Plan) -> None:
