@@ -72,10 +72,10 @@ def _main() -> int:
           f"{stats.n_compiles} compiles ({stats.compile_seconds:.1f}s compiling"
           + (f", plus {stats.n_trial_compiles} trial compiles to size chunks "
              f"({stats.trial_compile_seconds:.1f}s)" if stats.n_trial_compiles else "")
-          + (f", loaded on {stats.n_relocations} more devices ({stats.relocate_seconds:.1f}s)"
-             if stats.n_relocations else "")
-          + f" on {stats.n_devices} devices, {stats.run_seconds:.1f}s running, "
-            f"{stats.wall_seconds:.1f}s total)")
+          + (f", loaded on {stats.n_relocations} more device(s) in "
+             f"{stats.relocate_seconds:.1f}s" if stats.n_relocations else "")
+          + f"), {stats.run_seconds:.1f}s running on {stats.n_devices} device(s), "
+            f"{stats.wall_seconds:.1f}s total")
   if boundary:
     return _finish_boundary(cfg, workdir, stats, done)
   from gradlab.viz import draw_all

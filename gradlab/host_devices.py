@@ -1,7 +1,7 @@
 """Every core on the CPU: as many host devices as the machine has cores.
 
 XLA's CPU client shows ONE device by default, and one device runs a chunk's batched
-matmuls on one core (`docs/performance.md`). With N host devices a sweep deals whole
+matmuls on one core (README, Performance). With N host devices a sweep deals whole
 chunks to them (`gradlab.sweep.deal`: each runs the one-device program on its own
 chunks, compiled once and loaded for the others by `gradlab.sweep.relocate`), so the
 rows are bit for bit those of one device at the same chunk size.

@@ -1,14 +1,16 @@
 """Times gradlab's sweep engine against a sequential JAX loop, PyTorch and the matmul peak.
 
-    python -m experiments.benchmark --preset=all               # small, then large
-    python -m experiments.benchmark --preset=small --points=1024 --out=benchmark_gpu
+    python -m experiments.benchmark --preset=all               # small, large, default
+    python -m experiments.benchmark --preset=default --fuse_optimizers
+    scripts/gpu_benchmark.sh                                   # on a GPU
 
 For each preset, in ONE process and one after another on the same grid: (1) gradlab's
 sweep engine with all default probes on and results written, (2) the same points one at a
 time through one reused jitted run, (3) the same model in plain PyTorch when torch is
 importable, (4) the float32 peak of a large jitted matmul and gradlab's fraction of it,
 (5) gradlab with per-layer probes off. Prints a table and writes OUT/benchmark.json and
-OUT/benchmark.md. See docs/performance.md for what each loop computes.
+OUT/benchmark.md. README's Performance section says what each loop computes. Like the
+sweep, it gives JAX one CPU device per core (`gradlab.host_devices`) before JAX starts.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from experiments import cli
 from gradlab import host_devices
 from gradlab.registry import ConfigError
 
-_PRESET = flags.DEFINE_string("preset", "small", "small, large, all (= small then large), "
-                              "or tiny (a seconds-long check that the benchmark works).")
+_PRESET = flags.DEFINE_string("preset", "small", "small, large, default (the default job), "
+                              "all (= small, large, default), or tiny (a seconds-long check "
+                              "that the benchmark works).")
 _POINTS = flags.DEFINE_integer("points", 0, "Grid size (sigma_w x lr, as square as possible); "
                                "0 = the preset's 64.")
 _OUT = flags.DEFINE_string("out", "benchmark_out", "Output folder.")

@@ -44,7 +44,7 @@ def to_device(compiled: Any, device: Any) -> Any | None:
     log.info("executables cannot be relocated on this backend (%s): compiling again", e)
     return None
   options = compiler.get_compile_options(num_replicas=1, num_partitions=1,
-                                         device_assignment=[device])
+                                         device_assignment=[device], backend=device.client)
   devices = xc.DeviceList((device,))
 
   class _OnDevice(se._JaxPjrtUnpickler):
