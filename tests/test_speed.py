@@ -162,6 +162,9 @@ from gradlab.sweep.relocate import to_device
 assert jax.device_count() == 2
 stats = run_sweep(tiny_config({axes!r}, **{sections!r}), {wd!r}, progress=False)
 print("compiles", stats.n_compiles, "chunk", stats.chunk_sizes[0])
+fused = tiny_config({fused_axes!r}, sweep=dict(chunk_size=2, fuse_optimizers=True))
+stats = run_sweep(fused, {wd!r} + "-fused", progress=False)
+print("fused compiles", stats.n_compiles, "groups", stats.n_groups)
 # relocation alone: the same binary on device 1 gives device 0's outputs bit for bit
 f = jax.jit(lambda x: jax.numpy.tanh(x @ x.T).sum(0))
 x = np.arange(12.0, dtype=np.float32).reshape(3, 4) / 7
@@ -183,13 +186,24 @@ def test_two_devices_compile_once_and_give_the_one_device_rows(tmp_path):
   two = str(tmp_path / "two")
   flags = os.environ.get("XLA_FLAGS", "")
   env = {**os.environ, "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=2"}
-  script = TWO_DEVICES.format(repo=REPO, tests=TESTS, axes=axes, sections=sections, wd=two)
+  fused_axes = {"optimizer.name": ["sgd", "adam"], "init.sigma_w": [0.5, 1.0, 2.0]}
+  script = TWO_DEVICES.format(repo=REPO, tests=TESTS, axes=axes, sections=sections, wd=two,
+                              fused_axes=fused_axes)
   out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "compiles 1 chunk 2" in out.stdout
   assert "relocated 1 True" in out.stdout
   got, want = results.load(two), results.load(one)
+  floats = [c for c in want.columns if want[c].dtype.kind == "f"]
+  pd.testing.assert_frame_equal(got[["run_id", "regime", *floats]],
+                                want[["run_id", "regime", *floats]], check_exact=True)
+  # fused optimizers on two devices: one compile for both groups, the one-device rows
+  assert "fused compiles 1 groups 2" in out.stdout
+  one_fused = str(tmp_path / "one-fused")
+  run_sweep(tiny_config(fused_axes, sweep=dict(chunk_size=2, fuse_optimizers=True)),
+            one_fused, progress=False)
+  got, want = results.load(two + "-fused"), results.load(one_fused)
   floats = [c for c in want.columns if want[c].dtype.kind == "f"]
   pd.testing.assert_frame_equal(got[["run_id", "regime", *floats]],
                                 want[["run_id", "regime", *floats]], check_exact=True)
