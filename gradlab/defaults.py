@@ -9,7 +9,9 @@ Importing the model, optimizer, data and loss packages registers each family's o
 that belong to the run rather than to a family, then freezes the result as `SCHEMA`:
 
 - ``train``: steps, log_every, seed (traced), eval_size, layer_probes (per-layer
-  gradient norms); loss, z_loss, box_loss are the losses' (`gradlab.losses`)
+  gradient norms), remat (recompute each block's activations in the backward pass, so
+  more lanes of a deep model fit: `gradlab.models.registry.with_remat`); loss, z_loss,
+  box_loss are the losses' (`gradlab.losses`)
 - ``regimes``: the labels' explode_factor, stall_fraction, loss_tolerance, spike_factor,
   baseline_steps (rules and defaults justified in `gradlab.regimes`), and the init-time
   prediction's vanish_gain, explode_gain
@@ -67,7 +69,8 @@ def _check_run_lengths(point: Mapping[str, Any]) -> None:
 
 
 config.register_keys(
-  "train", dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True),
+  "train", dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
+                remat=False),
   family="train", traced=("seed",), positive=("steps", "log_every"),
   non_negative=("eval_size", "seed"), check=_check_run_lengths)
 config.register_keys(

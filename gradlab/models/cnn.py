@@ -135,16 +135,17 @@ class _Trunk(nn.Module):
   use_bias: bool = True
   init_family: str = "lecun"
   conv_dims: int = 2
+  remat: bool = False  # train.remat: recompute each unit's activations in the backward
 
   def trunk(self, x: jax.Array, train: bool) -> jax.Array:
     """(B, *spatial[, C]) -> the last feature map (B, *spatial', width)."""
     act = ACTIVATIONS.get(self.activation)
+    unit = nn.remat(ConvUnit, static_argnums=(2,)) if self.remat else ConvUnit
     strided = stride2_layers(self.depth, self.downsample)
     h = as_grid(x, self.conv_dims)
     for i in range(self.depth):
-      h = ConvUnit(self.width, self.kernel_size, 2 if i in strided else 1, self.norm,
-                   self.use_bias, self.init_family, dims=self.conv_dims,
-                   name=f"conv_{i}")(h, train)
+      h = unit(self.width, self.kernel_size, 2 if i in strided else 1, self.norm,
+               self.use_bias, self.init_family, dims=self.conv_dims, name=f"conv_{i}")(h, train)
       self.sow("intermediates", f"conv_{i}_finite", jnp.all(jnp.isfinite(h)))
       h = act(h)
     return h

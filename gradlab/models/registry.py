@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 
 from gradlab.config import register_keys
-from gradlab.registry import Registry
+from gradlab.registry import ConfigError, Registry
 
 # The model section's keys every family reads; each family module declares its own.
 MODEL_KEYS: dict[str, Any] = register_keys(
@@ -66,8 +66,24 @@ MODELS: Registry[Callable[..., Model]] = Registry("model")
 def build_model(cfg: Any, num_outputs: int) -> Model:
   """The `Model` of a whole config: ``builder(cfg.model, cfg.init.family, num_outputs)``,
   plus ``init_cfg=cfg.init`` for builders that read more of the init section (the
-  recurrent family, the LSTM forget bias)."""
+  recurrent family, the LSTM forget bias). With ``train.remat`` the module's blocks are
+  rematerialized (`with_remat`)."""
   builder = MODELS.get(cfg.model.name)
   if "init_cfg" in inspect.signature(builder).parameters:
-    return builder(cfg.model, cfg.init.family, num_outputs, init_cfg=cfg.init)
-  return builder(cfg.model, cfg.init.family, num_outputs)
+    model = builder(cfg.model, cfg.init.family, num_outputs, init_cfg=cfg.init)
+  else:
+    model = builder(cfg.model, cfg.init.family, num_outputs)
+  return with_remat(model, cfg.model.name) if bool(cfg.train.get("remat", False)) else model
+
+
+def with_remat(model: Model, name: str) -> Model:
+  """`model` whose blocks are ``nn.remat`` (``jax.checkpoint``): each block keeps only
+  its input for the backward pass and recomputes its activations there, so a deep
+  model's lanes need less memory for one more forward per step. Families whose module
+  has a ``remat`` field support it (resnet and cnn: per residual block / conv unit;
+  transformer: per block); the others are a ConfigError."""
+  fields = getattr(type(model.module), "__dataclass_fields__", {})
+  if "remat" not in fields:
+    raise ConfigError(f"config key 'train.remat' is on but model '{name}' has no blocks to "
+                      f"rematerialize (the resnet, cnn and transformer families do)")
+  return model._replace(module=model.module.clone(remat=True))

@@ -96,19 +96,21 @@ class ResNet(nn.Module):
   use_bias: bool = True
   init_family: str = "lecun"
   conv_dims: int = 2
+  remat: bool = False  # train.remat: recompute each block's activations in the backward
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = ACTIVATIONS.get(self.activation)
+    block = nn.remat(ResidualBlock, static_argnums=(2,)) if self.remat else ResidualBlock
     h = ConvUnit(self.width, self.kernel_size, 1, self.norm, self.use_bias, self.init_family,
                  dims=self.conv_dims, name="stem")(as_grid(x, self.conv_dims), train)
     self.sow("intermediates", "stem_finite", jnp.all(jnp.isfinite(h)))
     h = act(h)
     for stage, i in block_index(self.depth):
       name = f"block_{stage}_{i}"
-      h = ResidualBlock(self.width * 2 ** stage, 2 if stage > 0 and i == 0 else 1,
-                        self.kernel_size, self.activation, self.norm, self.residual_init,
-                        self.use_bias, self.init_family, self.conv_dims, name=name)(h, train)
+      h = block(self.width * 2 ** stage, 2 if stage > 0 and i == 0 else 1,
+                self.kernel_size, self.activation, self.norm, self.residual_init,
+                self.use_bias, self.init_family, self.conv_dims, name=name)(h, train)
       self.sow("intermediates", f"{name}_finite", jnp.all(jnp.isfinite(h)))
       h = act(h)
     pooled = h.mean(axis=tuple(range(1, h.ndim - 1)))  # global average pool

@@ -192,6 +192,7 @@ class Transformer(nn.Module):
   activation: str = "gelu"
   use_bias: bool = True
   init_family: str = "lecun"
+  remat: bool = False  # train.remat: recompute each block's activations in the backward
 
   @nn.compact
   def __call__(self, tokens_BxT: jax.Array, train: bool = False) -> jax.Array:
@@ -203,8 +204,9 @@ class Transformer(nn.Module):
     h, table_VxD = Embed(self.vocab_size, self.width, self.positions == "learned",
                          name="embed")(tokens_BxT)
     self.sow("intermediates", "embed_finite", jnp.all(jnp.isfinite(h)))
+    block = nn.remat(Block) if self.remat else Block
     for i in range(self.depth):
-      h = Block(self.heads, self.mlp_ratio, self.ln_position, self.norm, self.qk_norm,
+      h = block(self.heads, self.mlp_ratio, self.ln_position, self.norm, self.qk_norm,
                 self.causal, self.positions == "rotary", self.activation, self.use_bias,
                 kernel_init, out_init, name=f"block_{i}")(h)
       self.sow("intermediates", f"block_{i}_finite", jnp.all(jnp.isfinite(h)))
