@@ -10,7 +10,9 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
 
 - ``train``: steps, log_every, seed (traced), eval_size, layer_probes (per-layer
   gradient norms), remat (recompute each block's activations in the backward pass, so
-  more lanes of a deep model fit: `gradlab.models.registry.with_remat`); loss, z_loss,
+  more lanes of a deep model fit: `gradlab.models.registry.with_remat`), precision (the
+  dtype the model computes in: float32, bfloat16 or float16; `gradlab.precision`); loss,
+  z_loss,
   box_loss are the losses' (`gradlab.losses`)
 - ``regimes``: the labels' explode_factor, stall_fraction, loss_tolerance, spike_factor,
   baseline_steps (rules and defaults justified in `gradlab.regimes`), and the init-time
@@ -52,11 +54,13 @@ from typing import Any
 import ml_collections as mlc
 
 from gradlab import config, data, losses, models, optim  # noqa: F401  (each registers its keys)
+from gradlab.precision import compute_dtype
 from gradlab.registry import ConfigError
 
 
 def _check_run_lengths(point: Mapping[str, Any]) -> None:
-  """diagnostics.every is 0 or a multiple of train.log_every; log_every <= steps."""
+  """diagnostics.every is 0 or a multiple of train.log_every; log_every <= steps;
+  train.precision is one of `gradlab.precision.PRECISIONS`."""
   every = point["diagnostics.every"]
   if every < 0 or every % point["train.log_every"]:
     raise ConfigError(f"config key 'diagnostics.every' ({every}) must be 0 or a multiple of "
@@ -66,11 +70,12 @@ def _check_run_lengths(point: Mapping[str, Any]) -> None:
       f"config key 'train.log_every' ({point['train.log_every']}) exceeds "
       f"'train.steps' ({point['train.steps']})"
     )
+  compute_dtype(point["train.precision"])  # a ConfigError naming the precisions
 
 
 config.register_keys(
   "train", dict(steps=300, log_every=10, seed=0, eval_size=1024, layer_probes=True,
-                remat=False),
+                remat=False, precision="float32"),
   family="train", traced=("seed",), positive=("steps", "log_every"),
   non_negative=("eval_size", "seed"), check=_check_run_lengths)
 config.register_keys(

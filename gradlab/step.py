@@ -15,7 +15,8 @@ A run's parts come in two kinds:
 The functions take ``(static, lane, ...)`` first and are bound with `functools.partial`
 where a scan needs a body: `train_step` (plain or probed), `log_block` (a probed step,
 then ``log_every - 1`` plain ones), `block_sharpness`, `advance` (the scan over log
-blocks), `slice_loss` and `evaluate`. `gradlab.train` assembles them into a `Run`.
+blocks) and `slice_loss` (`gradlab.evaluation` has the test evaluation).
+`gradlab.train` assembles them into a `Run`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from gradlab.diagnostics import hessian
 from gradlab.losses import Metrics, bound_loss, z_loss
 from gradlab.losses import resolve as resolve_loss
 from gradlab.models import build_model
-from gradlab.optim import batch_stats, build_optimizer, evaluated_with
+from gradlab.optim import build_optimizer
 from gradlab.optim.fused import build_fused
+from gradlab.optim.guards import loss_scale_of
+from gradlab.precision import cast_floats, compute_dtype
 from gradlab.prediction import ADAM_PRECONDITIONED, CATAPULT_MAX
 
 
@@ -78,6 +81,7 @@ class Static(NamedTuple):
   sampler: Callable[[jax.Array, int], tuple[jax.Array, jax.Array]] | None
   augment: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: data.augment='none'
   batch_constraint: Callable[[jax.Array], jax.Array] | None
+  compute_dtype: Any = jnp.float32  # train.precision (gradlab.precision)
 
 
 class Lane(NamedTuple):
@@ -134,7 +138,7 @@ def make_static(cfg: mlc.ConfigDict, num_classes: int,
     initial_sharpness=measures_initial_sharpness(cfg, task),
     adam_preconditioned=cfg.optimizer.name in ADAM_PRECONDITIONED, sampler=task.sampler,
     augment=AUGMENTATIONS.get(cfg.data.augment) if cfg.data.augment != "none" else None,
-    batch_constraint=batch_constraint)
+    batch_constraint=batch_constraint, compute_dtype=compute_dtype(cfg.train.precision))
 
 
 def measures_initial_sharpness(cfg: mlc.ConfigDict, task: Task) -> bool:
@@ -158,7 +162,13 @@ def make_lane(static: Static, hp: Mapping[str, jax.Array], key: jax.Array,
 def apply_model(static: Static, params: Any, state: dict[str, Any], x: jax.Array,
                 train: bool, collect: bool = False) -> tuple[Any, dict[str, Any], Any]:
   """(outputs, new state, sown intermediates). Training applies update the state
-  collections (BatchNorm statistics); `collect` also gathers sown values."""
+  collections (BatchNorm statistics); `collect` also gathers sown values. The model
+  computes in ``train.precision`` (params and inputs cast; outputs back to float32)."""
+  if static.compute_dtype != jnp.float32:
+    params, x = cast_floats(params, static.compute_dtype), cast_floats(x, static.compute_dtype)
+    outputs, new_state, sown = apply_model(static._replace(compute_dtype=jnp.float32), params,
+                                           state, x, train, collect)
+    return cast_floats(outputs, jnp.float32), new_state, sown
   mutable = [*state] if train else []
   if collect:
     mutable.append("intermediates")
@@ -196,15 +206,17 @@ def batch_at(static: Static, lane: Lane, step: jax.Array) -> tuple[jax.Array, ja
 
 
 def _loss_aux(static: Static, lane: Lane, params: Any, state: dict[str, Any],
-              xb: jax.Array, yb: jax.Array, collect: bool) -> tuple[jax.Array, Any]:
-  """The minibatch loss and (new state, per-layer activation finite flags, sown probes);
-  the flags and probes only when `collect`."""
+              xb: jax.Array, yb: jax.Array, collect: bool, scale: jax.Array | None
+              ) -> tuple[jax.Array, Any]:
+  """The minibatch loss times `scale` (loss scaling; None: 1) and (the loss, new state,
+  per-layer activation finite flags, sown probes); flags and probes only when `collect`."""
   outputs, new_state, sown = apply_model(static, params, state, xb, train=True,
                                          collect=collect)
   loss = objective(static, lane.hp, outputs, yb)
   flags = jnp.stack([*(probes.sown_flag(sown, n) for n in static.layer_names[:-1]),
                      probes.all_finite(outputs)]) if collect else None
-  return loss, (new_state, flags, probes.sown_probes(sown) if collect else {})
+  aux = (loss, new_state, flags, probes.sown_probes(sown) if collect else {})
+  return (loss if scale is None else loss * scale), aux
 
 
 def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array,
@@ -221,8 +233,12 @@ def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array,
   params, opt_state, tracker, onset, state = carry[:5]
   xb, yb = batch_at(static, lane, step)
   collect = static.layer_probes or probe is not False
-  (loss, (new_state, act_finite, sown)), grads = jax.value_and_grad(
-    functools.partial(_loss_aux, static, lane), has_aux=True)(params, state, xb, yb, collect)
+  scale = loss_scale_of(opt_state)  # the loss_scale remedy's; None without it
+  (_, (loss, new_state, act_finite, sown)), grads = jax.value_and_grad(
+    functools.partial(_loss_aux, static, lane), has_aux=True)(params, state, xb, yb, collect,
+                                                              scale)
+  if scale is not None:
+    grads = jax.tree.map(lambda g: g / scale, grads)
   updates, opt_state = lane.tx.update(grads, opt_state, params, value=loss)
   grad_norms = probes.norms(grads, static.probed_layers)  # once: tracker, onset, record
   tracker = probes.tracker_update(tracker, step, loss, grad_norms[0], static.track_rule)
@@ -353,42 +369,3 @@ def slice_loss(static: Static, lane: Lane, params: Any, state: dict[str, Any]) -
   slice's own statistics (as in training; nothing is updated)."""
   outputs = apply_model(static, params, state, lane.data.x_eval, train=True)[0]
   return objective(static, lane.hp, outputs, lane.data.y_eval)
-
-
-def evaluate(static: Static, lane: Lane, params: Any, state: dict[str, Any]
-             ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Loss and metrics on the whole test split (evaluation mode: normalization layers
-  use their running statistics); NaN for an empty split."""
-  x, y = lane.data.x_test, lane.data.y_test
-  if x.shape[0] == 0:
-    x1, y1 = jnp.zeros((1, *x.shape[1:]), x.dtype), jnp.zeros((1, *y.shape[1:]), y.dtype)
-    names = [] if static.metrics is None else list(jax.eval_shape(
-      lambda: static.metrics(apply_model(static, params, state, x1, False)[0], y1)))
-    nan = jnp.array(jnp.nan, jnp.float32)
-    return nan, {n: nan for n in names}
-  outputs = apply_model(static, params, state, x, False)[0]
-  metrics = dict(static.metrics(outputs, y)) if static.metrics is not None else {}
-  return objective(static, lane.hp, outputs, y), {
-    k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-
-
-def eval_state(static: Static, lane: Lane, params: Any, state: dict[str, Any],
-               first_step: jax.Array | int) -> dict[str, Any]:
-  """The model state to evaluate `params` with. When the optimizer evaluates other
-  parameters than it trains (`gradlab.optim.evaluated_with`: Gadam's iterate average,
-  schedule-free's x) and the model has BatchNorm statistics, they are recomputed for
-  `params` as SWA does (`gradlab.optim.batch_stats.recompute`): one epoch's worth of
-  training minibatches (ceil(train examples / batch size), those the training stream
-  draws at steps first_step, first_step + 1, ...), train mode, cumulative average.
-  Otherwise `state` as it is."""
-  if evaluated_with(static.opt_name) == "last" or "batch_stats" not in state:
-    return state
-
-  def apply_train(stats: Any, xb: jax.Array) -> Any:
-    return apply_model(static, params, {**state, "batch_stats": stats}, xb,
-                       train=True)[1]["batch_stats"]
-
-  n_batches = max(1, -(-lane.data.x_train.shape[0] // static.batch_size))
-  stats = batch_stats.recompute(apply_train, lambda k: batch_at(static, lane, first_step + k)[0],
-                                n_batches, state["batch_stats"])
-  return {**state, "batch_stats": stats}

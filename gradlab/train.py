@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 
-from gradlab import probes
+from gradlab import evaluation, probes
 from gradlab import step as step_lib
 from gradlab.compile_options import run_options
 from gradlab.config import flatten, traced_values
@@ -41,6 +41,7 @@ from gradlab.defaults import TRACED_KEYS
 from gradlab.losses import resolve as resolve_loss
 from gradlab.models import Model, scale_params
 from gradlab.optim import eval_params, resolve_point, skip_count
+from gradlab.optim.guards import loss_scale_of
 from gradlab.step import Carry, DataArrays, Lane, Static
 
 HPARAM_NAMES: tuple[str, ...] = tuple(k.split(".")[-1] for k in TRACED_KEYS)
@@ -78,7 +79,9 @@ class Trajectory(NamedTuple):
   test_metrics: dict[str, jax.Array]  # the loss's other metrics (e.g. mean_iou)
   model_probes: dict[str, jax.Array]  # (n_logs, ...) sown probe_<name> values and
                                       # probe_fn outputs at the logged steps
-  skipped_steps: jax.Array       # steps a skip_nonfinite / loss_spike guard skipped
+  skipped_steps: jax.Array       # steps a skip_nonfinite / loss_spike / loss_scale guard
+                                 # skipped
+  loss_scale: jax.Array          # the loss_scale remedy's final scale; NaN without it
   sharpness_step: jax.Array      # (n_sharp,) steps where sharpness was measured
   sharpness: jax.Array           # (n_sharp,) top Hessian eigenvalue (minibatch loss)
   preconditioned_sharpness: jax.Array  # (n_sharp,) Adam chains (P = Adam's, with the
@@ -183,16 +186,18 @@ def finish(static: Static, lane: Lane, carry: Carry, outs: Any, initial_loss: ja
   if carry.initial_sharpness is not None:  # step 0, measured at start
     sharp = jnp.concatenate([carry.initial_sharpness, sharp])
   evaluated = eval_params(static.opt_name, opt_state, params)  # Gadam: the iterate average
-  state = step_lib.eval_state(static, lane, evaluated, state,  # SWA's BatchNorm update
+  state = evaluation.eval_state(static, lane, evaluated, state,  # SWA's BatchNorm update
                               jnp.asarray(static.n_logs * static.log_every + static.tail))
   final_loss = step_lib.slice_loss(static, lane, evaluated, state)
-  test_loss, test_metrics = step_lib.evaluate(static, lane, evaluated, state)
+  test_loss, test_metrics = evaluation.evaluate(static, lane, evaluated, state)
   test_accuracy = test_metrics.pop("accuracy", jnp.array(jnp.nan, jnp.float32))
   return Trajectory(step=logged_steps.astype(jnp.int32), **records,
                     initial_loss=initial_loss, final_loss=final_loss,
                     test_loss=test_loss, test_accuracy=test_accuracy,
                     test_metrics=test_metrics, model_probes=model_probes,
                     skipped_steps=jnp.asarray(skip_count(opt_state), jnp.int32),
+                    loss_scale=jnp.asarray(_nan_if_none(loss_scale_of(opt_state)),
+                                           jnp.float32),
                     sharpness_step=sharp[:, 0].astype(jnp.int32),
                     sharpness=sharp[:, 1], preconditioned_sharpness=sharp[:, 2],
                     sharpness_iters=sharp[:, 3].astype(jnp.int32),
@@ -200,6 +205,10 @@ def finish(static: Static, lane: Lane, carry: Carry, outs: Any, initial_loss: ja
                     preconditioned_sharpness_iters=sharp[:, 5].astype(jnp.int32),
                     preconditioned_sharpness_converged=sharp[:, 6] > 0,
                     tracker=tracker, onset=onset)
+
+
+def _nan_if_none(value: jax.Array | None) -> Any:
+  return jnp.nan if value is None else value
 
 
 def init_variables(spec: Model, init_key: jax.Array, example_x: jax.Array,

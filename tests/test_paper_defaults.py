@@ -16,7 +16,7 @@ from absl import flags
 from conftest import tiny_config
 from ml_collections import config_flags
 
-from gradlab import results
+from gradlab import evaluation, results
 from gradlab import step as step_lib
 from gradlab.optim import (
   OPTIMIZER_INFO,
@@ -166,10 +166,10 @@ def _gadam_run(static, hp, key, data):
   traj = parts.finish(carry, outs, initial_loss)
   averaged = eval_params("gadam", carry.opt_state, carry.params)
   lane = step_lib.make_lane(static, hp, key, data)
-  state = step_lib.eval_state(static, lane, averaged, carry.state, 6)
+  state = evaluation.eval_state(static, lane, averaged, carry.state, 6)
   return (traj, averaged, carry.state, state,
-          step_lib.evaluate(static, lane, averaged, state)[0],
-          step_lib.evaluate(static, lane, averaged, carry.state)[0])
+          evaluation.evaluate(static, lane, averaged, state)[0],
+          evaluation.evaluate(static, lane, averaged, carry.state)[0])
 
 
 def test_gadam_recomputes_batchnorm_statistics_for_the_averaged_weights():
@@ -197,4 +197,4 @@ def test_optimizers_evaluated_at_their_last_iterate_keep_their_statistics():
   static, hp, data = _bn_setup("adam")
   lane = step_lib.make_lane(static, hp, jax.random.PRNGKey(0), data)
   params, state = lane.tx, {"batch_stats": {"x": jnp.ones(3)}}
-  assert step_lib.eval_state(static, lane, params, state, 6) is state
+  assert evaluation.eval_state(static, lane, params, state, 6) is state

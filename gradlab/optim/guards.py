@@ -39,6 +39,17 @@ class LossSpikeState(NamedTuple):
   skips: jax.Array
 
 
+class LossScaleState(NamedTuple):
+  """inner_state: the wrapped state. scale: the current loss scale (float32).
+  good_steps: finite steps since the scale last changed (int32). skips: steps skipped
+  for non-finite gradients (int32)."""
+
+  inner_state: optax.OptState
+  scale: jax.Array
+  good_steps: jax.Array
+  skips: jax.Array
+
+
 def _select(keep_new: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(keep_new, n, o), new, old)
 
@@ -106,6 +117,44 @@ def loss_spike(inner: optax.GradientTransformation, factor: Any, decay: Any
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+def loss_scale(inner: optax.GradientTransformation, initial: Any, period: Any
+               ) -> optax.GradientTransformationExtraArgs:
+  """Dynamic loss scaling (Micikevicius et al. 2018, "Mixed Precision Training",
+  Section 3.2; the rule of jmp's DynamicLossScale). The training step multiplies the
+  loss by ``loss_scale_of(opt_state)`` before the backward pass and divides the
+  gradients by it after (`gradlab.step.train_step`); this guard sees the unscaled
+  gradients. A step whose gradients (or loss) are not finite is skipped (zero update,
+  inner state kept) and halves the scale (never below 1); after `period` finite steps in
+  a row the scale doubles. `initial` and `period` may be traced."""
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    zero = jnp.zeros([], jnp.int32)
+    return LossScaleState(inner.init(params), jnp.asarray(initial, jnp.float32), zero, zero)
+
+  def update_fn(updates, state: LossScaleState, params=None, **extra_args):
+    finite = all_finite(updates)
+    if extra_args.get("value") is not None:
+      finite = finite & jnp.all(jnp.isfinite(extra_args["value"]))
+    new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
+    good = jnp.where(finite, state.good_steps + 1, 0)
+    grow = good >= period
+    scale = jnp.where(finite, jnp.where(grow, state.scale * 2.0, state.scale),
+                      jnp.maximum(state.scale / 2.0, 1.0))
+    return _zeros_unless(finite, new_updates), LossScaleState(
+      _select(finite, new_inner, state.inner_state), scale.astype(jnp.float32),
+      jnp.where(grow, 0, good).astype(jnp.int32), state.skips + (~finite).astype(jnp.int32))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def loss_scale_of(opt_state: optax.OptState) -> jax.Array | None:
+  """The current loss scale of a chain with the `loss_scale` guard; None without one
+  (decided by the state's structure, so it is static under jit)."""
+  states = list(find_states(opt_state, LossScaleState))
+  return states[0].scale if states else None
+
+
 def find_states(tree: Any, cls: type) -> Iterator[Any]:
   """Every instance of the NamedTuple state class `cls` inside an optimizer state,
   outermost first (walks tuples, lists, dicts and NamedTuples, wrappers included)."""
@@ -122,6 +171,6 @@ def find_states(tree: Any, cls: type) -> Iterator[Any]:
 def skip_count(opt_state: optax.OptState) -> jax.Array:
   """Total steps skipped by every guard (non-finite and loss-spike) in `opt_state`;
   an int32 zero when the chain has no guard. Batched states give batched counts."""
-  counts = [s.skips for cls in (SkipNonFiniteState, LossSpikeState)
+  counts = [s.skips for cls in (SkipNonFiniteState, LossSpikeState, LossScaleState)
             for s in find_states(opt_state, cls)]
   return sum(counts[1:], counts[0]) if counts else jnp.zeros([], jnp.int32)

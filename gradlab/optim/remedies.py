@@ -15,6 +15,8 @@ Remedies (`REMEDIES`; name: kind, hp keys read):
 - ``weight_decay``: post, ``weight_decay`` (and the scheduled lr) -- decoupled decay;
   for optimizers without their own (sgd, momentum, adam, ...): adamw & co. would decay twice
 - ``loss_spike``: guard, ``spike_factor``, ``spike_decay`` -- needs ``value=loss``
+- ``loss_scale``: guard, ``loss_scale_init``, ``loss_scale_period`` -- dynamic loss
+  scaling for ``train.precision = 'float16'`` (`gradlab.precision`)
 - ``skip_nonfinite``: guard (always outermost), no key
 
 The config names them in ``optimizer.remedies`` ('+'-separated, e.g.
@@ -44,12 +46,15 @@ REMEDY_HPARAMS: dict[str, float] = {
   "layer_clip": 1.0,       # per-layer norm threshold
   "spike_factor": 2.0,     # loss-spike skip: loss > factor * running mean
   "spike_decay": 0.99,     # loss-spike skip: EMA rate of the running mean
+  "loss_scale_init": 32768.0,   # dynamic loss scale: the first scale (2^15, as jmp)
+  "loss_scale_period": 2000.0,  # ... doubled after this many finite steps (as jmp)
 }
 # In the config ``clip`` is 0: a positive value switches the global-norm stage on.
 register_keys(
   "optimizer", {"remedies": "", **REMEDY_HPARAMS, "clip": 0.0}, family="remedies",
   traced=tuple(REMEDY_HPARAMS), switches=("clip",),
-  positive=("clip_value", "agc_clip", "layer_clip", "spike_factor"), non_negative=("clip",),
+  positive=("clip_value", "agc_clip", "layer_clip", "spike_factor", "loss_scale_init",
+            "loss_scale_period"), non_negative=("clip",),
   unit_interval=("spike_decay",))
 
 
@@ -176,5 +181,8 @@ REMEDIES.register("weight_decay")(
 REMEDIES.register("loss_spike")(
   Remedy("guard", ("spike_factor", "spike_decay"), lambda hp, inner: guards.loss_spike(
     inner, hp["spike_factor"], hp["spike_decay"])))
+REMEDIES.register("loss_scale")(
+  Remedy("guard", ("loss_scale_init", "loss_scale_period"), lambda hp, inner: guards.loss_scale(
+    inner, hp["loss_scale_init"], hp["loss_scale_period"])))
 REMEDIES.register("skip_nonfinite")(
   Remedy("guard", (), lambda hp, inner: guards.skip_nonfinite(inner)))

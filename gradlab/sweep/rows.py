@@ -70,6 +70,7 @@ def summary_rows(chunk: Chunk, traj: Any, axes: Sequence[str], cfg: mlc.ConfigDi
   rows["baseline_grad_norm"] = summary["baseline_grad_norm"]
   rows["end_max_grad_norm"] = summary["end_max_grad_norm"]
   rows["skipped_steps"] = summary["skipped_steps"]
+  rows["final_loss_scale"] = np.asarray(traj.loss_scale, np.float64)  # NaN: no loss_scale
   rows["eval_params"] = evaluated_with(cfg.optimizer.name)
   rows.update(prediction_columns(chunk, traj, cfg, chance, layer_names, run))
   if "explosion_layer" in rows:
