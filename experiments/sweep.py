@@ -94,9 +94,10 @@ def _check_datasets(plan) -> None:
   seconds before anything is written (`gradlab.data.loader.check_obtainable`)."""
   from gradlab.data.loader import check_obtainable
 
-  for name, data_dir in dict.fromkeys((g.cfg.data.name, g.cfg.data.data_dir or None)
-                                      for g in plan.groups):
-    check_obtainable(name, data_dir)
+  for name, data_dir, mock in dict.fromkeys(
+      (g.cfg.data.name, g.cfg.data.data_dir or None, int(g.cfg.data.mock))
+      for g in plan.groups):
+    check_obtainable(name, data_dir, mock)
 
 
 def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:

@@ -23,6 +23,7 @@ import ml_collections as mlc
 import numpy as np
 
 from gradlab.config import register_keys
+from gradlab.data import mock
 from gradlab.registry import ConfigError, Registry
 
 # The config's data section, read by the loaders (`load_dataset`), the sampler and the
@@ -34,7 +35,8 @@ DATA_KEYS: dict[str, Any] = register_keys("data", dict(
   augment="none",   # none | crop_flip (on device, per sampled minibatch)
   seq_len=20,       # sequence tasks: T (static)
   stream=0,         # 0: whole train split on device; N: stream N examples per segment
-), family="data", positive=("seq_len",), non_negative=("stream", "batch_size"))
+  mock=0,           # 0: real data; N: catalog datasets as N generated examples per split
+), family="data", positive=("seq_len",), non_negative=("stream", "batch_size", "mock"))
 
 MIN_STD = 1e-6
 _READ_CHUNK = 4096
@@ -132,7 +134,8 @@ def load_dataset(name: str, data_dir: DataDir = None, seed: int = 0,
   loader = DATASETS.get(name)
   if data_cfg is None:
     data_cfg = mlc.ConfigDict(dict(DATA_KEYS, name=name))
-  return loader(data_dir, seed, data_cfg)
+  with mock.serving(int(data_cfg.get("mock", 0))):  # data.mock: gradlab.data.mock
+    return loader(data_dir, seed, data_cfg)
 
 
 def feature_stats(x_train: np.ndarray, min_std: float = MIN_STD) -> tuple[np.ndarray, np.ndarray]:
@@ -256,13 +259,14 @@ def prepared_builder(tfds_name: str, data_dir: DataDir = None, display_name: str
   return builder
 
 
-def check_obtainable(name: str, data_dir: DataDir = None) -> None:
+def check_obtainable(name: str, data_dir: DataDir = None, mock_examples: int = 0) -> None:
   """For a TFDS catalog name (`TFDS_NAMES`, not gradlab's own builders): nothing when it
-  is prepared in `data_dir`, else the fast DatasetUnavailableError of `prepared_builder`
-  when it cannot be downloaded here. Reads no data: a sweep calls it before it writes
-  anything. Other names pass (they are generated, or checked when loaded)."""
+  is prepared in `data_dir` or served as mock data (`mock_examples` > 0), else the fast
+  DatasetUnavailableError of `prepared_builder` when it cannot be downloaded here. Reads
+  no data: a sweep calls it before it writes anything. Other names pass (they are
+  generated, or checked when loaded)."""
   tfds_name = TFDS_NAMES.get(name, "gradlab_")
-  if tfds_name.startswith("gradlab_"):
+  if tfds_name.startswith("gradlab_") or mock_examples > 0:
     return
   import tensorflow_datasets as tfds
 
@@ -309,6 +313,11 @@ def read_splits(tfds_name: str, data_dir: DataDir, display_name: str | None,
   The one reading path of every TFDS-backed loader (classification, text, audio,
   localization)."""
   name = display_name or tfds_name
+  if mock.active() and not tfds_name.startswith("gradlab_"):
+    try:
+      return mock.read_mock_splits(tfds_name, mock.active(), name, read)
+    except mock.MockUnavailableError as e:
+      raise DatasetUnavailableError(str(e)) from None
   builder = prepared_builder(tfds_name, data_dir, name)
   try:
     splits = {str(split): read(source, builder.info)

@@ -73,7 +73,8 @@ def build_model(cfg: Any, num_outputs: int) -> Model:
     model = builder(cfg.model, cfg.init.family, num_outputs, init_cfg=cfg.init)
   else:
     model = builder(cfg.model, cfg.init.family, num_outputs)
-  return with_remat(model, cfg.model.name) if bool(cfg.train.get("remat", False)) else model
+  remat = "train" in cfg and bool(cfg.train.get("remat", False))
+  return with_remat(model, cfg.model.name) if remat else model
 
 
 def with_remat(model: Model, name: str) -> Model:
