@@ -2,6 +2,7 @@
 
 import gradlab.models.cnn  # noqa: F401  (registers 'cnn', 'cnn_localizer')
 import gradlab.models.resnet  # noqa: F401  (registers 'resnet')
+import gradlab.models.resnet_imagenet  # noqa: F401  (registers 'resnet_bottleneck')
 import gradlab.models.rnn  # noqa: F401  (registers 'elman', 'lstm', 'gru')
 import gradlab.models.transformer  # noqa: F401  (registers 'transformer_lm', 'transformer_classifier')
 from gradlab.models import linear, mlp  # noqa: F401  (registers 'linear', 'mlp')
