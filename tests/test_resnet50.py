@@ -47,3 +47,42 @@ def test_bottleneck_depth_and_options_fail_early():
   with pytest.raises(ConfigError, match="zero_gamma"):
     grid.make_plan(tiny_config(model=dict(name="resnet_bottleneck", depth=50, norm="none",
                                           residual_init="zero_gamma")))
+
+
+def test_imagenet_config_runs_on_mock_data_from_the_cli(tmp_path):
+  """configs/imagenet_resnet50.py's quick variant, cut to one variant and learning rate:
+  ResNet-50 (width 8) on 64 mock ImageNet images per split, centre-cropped to 32 x 32
+  through the real reading path; momentum and Adam in one program."""
+  import subprocess
+  import sys
+
+  from conftest import REPO
+
+  from gradlab import results
+
+  wd = str(tmp_path / "in50")
+  out = subprocess.run(
+    [sys.executable, "-m", "experiments.sweep", "--config=configs/imagenet_resnet50.py",
+     "--config.quick=True", f"--workdir={wd}", "--quiet", "--config.train.steps=10",
+     "--axis=model.residual_init=none", "--axis=model.norm=batch",
+     "--axis=optimizer.remedies=none", "--axis=optimizer.learning_rate=0.1"],
+    cwd=REPO, capture_output=True, text=True, timeout=400)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "2 runs" in out.stdout and "1 compiles" in out.stdout
+  rows = results.load(wd)
+  assert sorted(rows["optimizer.name"]) == ["adam", "momentum"]
+  assert rows["initial_loss"].notna().all()
+
+
+def test_imagenet_centre_crop_is_the_evaluation_transform():
+  """Shorter side to size * 256 / 224, then the central crop: a 100 x 200 image at size
+  56 is resized to 64 x 128 and cropped to rows 4..60, columns 36..92."""
+  import numpy as np
+
+  from gradlab.data.imagenet import center_crop
+
+  image = np.zeros((100, 200, 3), np.uint8)
+  image[:, 100:] = 255  # right half white
+  crop = center_crop(image, 56)
+  assert crop.shape == (56, 56, 3)
+  assert crop[:, :27].max() == 0 and crop[:, 30:].min() == 255  # the edge at column 28

@@ -265,7 +265,7 @@ def check_obtainable(name: str, data_dir: DataDir = None, mock_examples: int = 0
   DatasetUnavailableError of `prepared_builder` when it cannot be downloaded here. Reads
   no data: a sweep calls it before it writes anything. Other names pass (they are
   generated, or checked when loaded)."""
-  tfds_name = TFDS_NAMES.get(name, "gradlab_")
+  tfds_name = TFDS_NAMES.get(name) or CATALOG_LOADERS.get(name, "gradlab_")
   if tfds_name.startswith("gradlab_") or mock_examples > 0:
     return
   import tensorflow_datasets as tfds
@@ -307,15 +307,17 @@ def iter_records(source: Sequence[Any], chunk: int = _READ_CHUNK) -> Iterator[An
 
 
 def read_splits(tfds_name: str, data_dir: DataDir, display_name: str | None,
-                read: Callable[[Sequence[Any], Any], Any]) -> tuple[dict[str, Any], Any]:
+                read: Callable[[Sequence[Any], Any], Any],
+                splits: Sequence[str] = mock.MOCK_SPLITS) -> tuple[dict[str, Any], Any]:
   """({split: read(source, builder.info)}, builder.info) of a TFDS dataset, prepared
   first if needed; a failure to read is one DatasetUnavailableError naming the dataset.
+  With ``data.mock`` (`gradlab.data.mock`) the `splits` named are generated instead.
   The one reading path of every TFDS-backed loader (classification, text, audio,
   localization)."""
   name = display_name or tfds_name
   if mock.active() and not tfds_name.startswith("gradlab_"):
     try:
-      return mock.read_mock_splits(tfds_name, mock.active(), name, read)
+      return mock.read_mock_splits(tfds_name, mock.active(), name, read, splits)
     except mock.MockUnavailableError as e:
       raise DatasetUnavailableError(str(e)) from None
   builder = prepared_builder(tfds_name, data_dir, name)
@@ -379,6 +381,10 @@ TFDS_NAMES = {
   "cifar100": "cifar100",          # 100 fine labels ('label'; 'coarse_label' unused)
   "svhn_cropped": "svhn_cropped",  # 32x32x3 house-number digits; 'extra' split unused
 }
+
+# gradlab name -> TFDS catalog name, for catalog datasets with loaders of their own
+# (e.g. imagenet2012's centre crops): `check_obtainable` checks them too.
+CATALOG_LOADERS: dict[str, str] = {}
 
 for _name, _tfds_name in TFDS_NAMES.items():
   DATASETS.register(_name)(functools.partial(_load_tfds_dataset, name=_name, tfds_name=_tfds_name))

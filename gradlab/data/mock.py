@@ -48,22 +48,23 @@ def active() -> int:
 
 
 def read_mock_splits(tfds_name: str, n: int, name: str,
-                     read: Callable[[Sequence[Any], Any], Any]) -> tuple[dict[str, Any], Any]:
+                     read: Callable[[Sequence[Any], Any], Any],
+                     splits: Sequence[str] = MOCK_SPLITS) -> tuple[dict[str, Any], Any]:
   """({split: read(source, info)}, info) of catalog dataset `tfds_name` with `n` mock
-  examples per split (`MOCK_SPLITS`); a MockUnavailableError (one line) when its
+  examples per split of `splits`; a MockUnavailableError (one line) when its
   builder cannot be made here."""
   import tensorflow_datasets as tfds
 
   try:
     with tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE):
       builder = tfds.builder(tfds_name, file_format="array_record")
-      splits = {split: read(_Records(builder.as_data_source(split=split)), builder.info)
-                for split in MOCK_SPLITS}
+      out = {split: read(_Records(builder.as_data_source(split=split)), builder.info)
+             for split in splits}
   except Exception as e:
     raise MockUnavailableError(
       f"dataset '{name}' cannot be served as mock data (data.mock={n}): "
       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-  return splits, builder.info
+  return out, builder.info
 
 
 class _Records:
