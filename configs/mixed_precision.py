@@ -20,20 +20,14 @@ The quick variant (`--config.quick=True`): 8 layers, 32 wide, 300 steps, 6 x 6 g
 
 import numpy as np
 
+from configs.default import get_config as default_config
 from gradlab.config import make_axes
-from gradlab.defaults import base_config
 
 
 def get_config():
-  c = base_config()
-  c.model.depth = 12
-  c.model.width = 64
-  c.model.activation = "tanh"
-  c.data.name = "mnist1d"
-  c.data.batch_size = 64
+  c = default_config()  # the default job's model, data and run length
   c.optimizer.name = "adam"
-  c.train.steps = 500
-  c.train.log_every = 10
+  c.sweep.chunk_size = 0  # chunks chosen from memory (the default job pins 40)
   c.sweep.axes = make_axes({
     "init.sigma_w": np.round(np.geomspace(0.25, 8.0, 8), 4).tolist(),
     "optimizer.learning_rate": np.round(np.geomspace(1e-4, 10.0, 8), 6).tolist(),

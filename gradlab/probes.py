@@ -43,11 +43,6 @@ def norms(tree: Any, layer_names: Sequence[str]) -> tuple[jax.Array, jax.Array]:
   return optax.global_norm(tree), by_layer
 
 
-def layer_norms(tree: Any, layer_names: Sequence[str]) -> jax.Array:
-  """The L2 norm of each named top-level sub-tree, in `layer_names` order: shape (L,)."""
-  return norms(tree, layer_names)[1]
-
-
 def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
             layer_names: Sequence[str],
             grad_norms: tuple[jax.Array, jax.Array] | None = None) -> dict[str, jax.Array]:

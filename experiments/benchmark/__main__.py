@@ -64,7 +64,7 @@ def _main() -> int:
   from experiments.benchmark.runner import run_benchmark
 
   names = list(presets_lib.ALL) if _PRESET.value == "all" else [_PRESET.value]
-  threads = _THREADS.value or len(os.sched_getaffinity(0))
+  threads = _THREADS.value or host_devices.cores()
   result = run_benchmark(
     names, out_dir=_OUT.value, points=_POINTS.value or None, data_dir=_DATA_DIR.value,
     torch_threads=threads, loop_budget_s=_BUDGET.value, chunk_size=_CHUNK.value,

@@ -23,16 +23,6 @@ from gradlab.sweep import grid
 from gradlab.train import build_run, make_data_arrays
 
 
-def grid_points(cfg: mlc.ConfigDict) -> tuple[list[dict[str, float]], list[int]]:
-  """The (hparams, seed) of every point of a one-group grid, in run_id order (the
-  PyTorch loop's input: its presets have one static structure)."""
-  groups = group_points(cfg)
-  if len(groups) != 1:
-    raise ValueError(f"this loop takes one-group grids; this one has {len(groups)}")
-  _, points, seeds = groups[0]
-  return points, seeds
-
-
 def group_points(cfg: mlc.ConfigDict
                  ) -> list[tuple[mlc.ConfigDict, list[dict[str, float]], list[int]]]:
   """(group config, hparams, seeds) of every group of `cfg`'s grid, in plan order."""

@@ -12,6 +12,7 @@ from typing import Any
 from experiments.benchmark.flops import MatmulPeak
 from experiments.benchmark.presets import Preset
 from experiments.benchmark.timing import LoopTiming
+from gradlab import host_devices
 
 SECTIONS: tuple[str, ...] = ("preset", "gradlab", "sequential_jax", "pytorch", "matmul_peak",
                              "probe_overhead", "ratios", "targets")
@@ -60,7 +61,7 @@ def meta() -> dict[str, Any]:
   """Device kind, versions and machine facts, recorded once per benchmark."""
   import jax
 
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  cores = host_devices.cores()
   return {"platform": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
           "n_devices": jax.device_count(), "cpu_model": _cpu_model(), "cpu_cores": cores,
           "versions": _versions(), "git_commit": _git_commit(),

@@ -16,7 +16,7 @@ from typing import Any
 
 from experiments.benchmark import report
 from experiments.benchmark.flops import matmul_peak, mlp_dims, sweep_flops
-from experiments.benchmark.jax_loop import grid_points, group_points, time_sequential
+from experiments.benchmark.jax_loop import group_points, time_sequential
 from experiments.benchmark.phases import time_engine
 from experiments.benchmark.presets import get_preset, grid_text, preset_config
 from experiments.benchmark.timing import LoopTiming, best_of
@@ -48,9 +48,10 @@ def torch_phase(cfg: Any, dataset: Any, dims: Sequence[tuple[int, int]], threads
   torch = import_torch()
   if torch is None:
     return None, "torch is not installed (pip install torch to add this loop)"
-  if len(group_points(cfg)) != 1:
+  groups = group_points(cfg)
+  if len(groups) != 1:
     return None, "the PyTorch loop trains the one-optimizer MLP presets only"
-  points, seeds = grid_points(cfg)
+  _, points, seeds = groups[0]
   timing = time_torch(torch, points, seeds, dataset, dims, int(cfg.data.batch_size),
                       int(cfg.train.steps), int(cfg.train.eval_size), threads, budget_s,
                       flush_denormal)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from experiments.reproduce.record import JSON_FILE
+from gradlab import host_devices
 
 HOW_TO_ADD = """\
 ## Adding a paper
@@ -132,7 +133,7 @@ def markdown(records: Sequence[Mapping[str, Any]], total_s: float, command: str,
 
 
 def _machine() -> str:
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  cores = host_devices.cores()
   import jax
 
   return f"{cores} CPU cores ({jax.default_backend()})"

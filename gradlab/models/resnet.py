@@ -132,12 +132,17 @@ def block_index(depth: int) -> list[tuple[int, int]]:
 
 
 def resnet_layer_names(depth: int) -> list[str]:
-  return ["stem", *(f"block_{s}_{i}" for s, i in block_index(depth)), "readout"]
+  return block_layer_names(block_index(depth))
 
 
-@MODELS.register("resnet")
-def build_resnet(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
-  depth, norm, residual_init = int(model_cfg.depth), check_norm(model_cfg), model_cfg.residual_init
+def block_layer_names(blocks: list[tuple[int, int]]) -> list[str]:
+  """The probes' layers of a residual network: ``stem``, ``block_{stage}_{i}``, ``readout``."""
+  return ["stem", *(f"block_{s}_{i}" for s, i in blocks), "readout"]
+
+
+def check_residual_init(model_cfg: Any, norm: str) -> str:
+  """model.residual_init, one of RESIDUAL_INITS, and not zero_gamma without a norm."""
+  residual_init = model_cfg.residual_init
   if residual_init not in RESIDUAL_INITS:
     raise ConfigError(f"unknown model.residual_init '{residual_init}'; known: "
                       f"{', '.join(RESIDUAL_INITS)}")
@@ -145,6 +150,13 @@ def build_resnet(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
     raise ConfigError("config key 'model.residual_init'='zero_gamma' zeroes the last norm's "
                       "scale and needs model.norm in batch, layer, group; use 'skipinit' "
                       "without normalization")
+  return residual_init
+
+
+@MODELS.register("resnet")
+def build_resnet(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
+  depth, norm = int(model_cfg.depth), check_norm(model_cfg)
+  residual_init = check_residual_init(model_cfg, norm)
   if int(model_cfg.kernel_size) < 1:
     raise ConfigError(f"config key 'model.kernel_size' must be positive, got "
                       f"{model_cfg.kernel_size}")

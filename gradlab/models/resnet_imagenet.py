@@ -36,7 +36,7 @@ from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.cnn import ConvUnit, check_norm
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
 from gradlab.models.registry import MODELS, Model
-from gradlab.models.resnet import RESIDUAL_INITS
+from gradlab.models.resnet import block_layer_names, check_residual_init
 from gradlab.registry import ConfigError
 
 STAGE_BLOCKS: dict[int, tuple[int, ...]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3),
@@ -112,21 +112,12 @@ def block_index(depth: int) -> list[tuple[int, int]]:
   return [(s, i) for s, n in enumerate(STAGE_BLOCKS[depth]) for i in range(n)]
 
 
-def layer_names(depth: int) -> list[str]:
-  return ["stem", *(f"block_{s}_{i}" for s, i in block_index(depth)), "readout"]
-
-
 @MODELS.register("resnet_bottleneck")
 def build_resnet_bottleneck(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
-  depth, norm, residual_init = int(model_cfg.depth), check_norm(model_cfg), model_cfg.residual_init
-  if residual_init not in RESIDUAL_INITS:
-    raise ConfigError(f"unknown model.residual_init '{residual_init}'; known: "
-                      f"{', '.join(RESIDUAL_INITS)}")
-  if residual_init == "zero_gamma" and norm == "none":
-    raise ConfigError("config key 'model.residual_init'='zero_gamma' zeroes the last norm's "
-                      "scale and needs a normalization; use 'skipinit' without one")
+  depth, norm = int(model_cfg.depth), check_norm(model_cfg)
+  residual_init = check_residual_init(model_cfg, norm)
   module = BottleneckResNet(depth=depth, width=int(model_cfg.width), num_outputs=num_outputs,
                             activation=model_cfg.activation, norm=norm,
                             residual_init=residual_init, use_bias=bool(model_cfg.use_bias),
                             init_family=init_family)
-  return Model(module, layer_names(depth))
+  return Model(module, block_layer_names(block_index(depth)))

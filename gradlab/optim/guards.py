@@ -50,6 +50,14 @@ class LossScaleState(NamedTuple):
   skips: jax.Array
 
 
+def _finite(updates: Any, extra_args: dict[str, Any]) -> jax.Array:
+  """Whether every gradient entry, and the loss passed as ``value=`` if any, is finite."""
+  finite = all_finite(updates)
+  if extra_args.get("value") is not None:
+    finite = finite & jnp.all(jnp.isfinite(extra_args["value"]))
+  return finite
+
+
 def _select(keep_new: jax.Array, new: Any, old: Any) -> Any:
   return jax.tree.map(lambda n, o: jnp.where(keep_new, n, o), new, old)
 
@@ -72,9 +80,7 @@ def skip_nonfinite(inner: optax.GradientTransformation
     return SkipNonFiniteState(inner.init(params), jnp.zeros([], jnp.int32))
 
   def update_fn(updates, state: SkipNonFiniteState, params=None, **extra_args):
-    finite = all_finite(updates)
-    if extra_args.get("value") is not None:
-      finite = finite & jnp.all(jnp.isfinite(extra_args["value"]))
+    finite = _finite(updates, extra_args)
     new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
     return _zeros_unless(finite, new_updates), SkipNonFiniteState(
       _select(finite, new_inner, state.inner_state),
@@ -133,9 +139,7 @@ def loss_scale(inner: optax.GradientTransformation, initial: Any, period: Any
     return LossScaleState(inner.init(params), jnp.asarray(initial, jnp.float32), zero, zero)
 
   def update_fn(updates, state: LossScaleState, params=None, **extra_args):
-    finite = all_finite(updates)
-    if extra_args.get("value") is not None:
-      finite = finite & jnp.all(jnp.isfinite(extra_args["value"]))
+    finite = _finite(updates, extra_args)
     new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
     good = jnp.where(finite, state.good_steps + 1, 0)
     grow = good >= period

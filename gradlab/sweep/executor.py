@@ -87,6 +87,11 @@ class _Prepared:
   trajectory_bytes: int  # per run, as written (uncompressed)
   hp_names: tuple[str, ...] = ()  # the lanes' hparams (with 'opt_index' when fused)
 
+  @property
+  def fused(self) -> bool:
+    """Whether the program holds several optimizers (``sweep.fuse_optimizers``)."""
+    return self.hp_names[-1:] == (INDEX_KEY,)
+
 
 class Executor:
   """Runs points of groups as lanes on the mesh and writes their rows.
@@ -211,7 +216,7 @@ class Executor:
     if group.index in self._compiled:
       return self._compiled[group.index]
     self.prepare([group])
-    if self._prepared[group.index].hp_names[-1:] == (INDEX_KEY,) and (
+    if self._prepared[group.index].fused and (
         group.fused_with in self._compiled):
       self._compiled[group.index] = self._compiled[group.fused_with]
       self.stats.chunk_sizes[group.index] = self._compiled[group.index][0]
@@ -244,7 +249,7 @@ class Executor:
     if self.on_compile is not None:
       self.on_compile(group.index, dt)
     self._compiled[group.index] = (size, compiled)
-    if prep.hp_names[-1:] == (INDEX_KEY,):
+    if prep.fused:
       self._compiled.setdefault(group.fused_with, (size, compiled))
     if relocate.CacheHits.count > hits:
       self._from_cache.add(group.index)
@@ -318,7 +323,7 @@ class Executor:
     t0 = time.perf_counter()
     keys = mesh_lib.host_keys(chunk.seeds)
     hparams = chunk.hparams
-    if prep.hp_names[-1:] == (INDEX_KEY,):  # fused: each lane's optimizer in the program
+    if prep.fused:  # each lane's optimizer in the program
       index = group.fused.index(group.cfg.optimizer.name)
       hparams = {**hparams, INDEX_KEY: np.full(len(chunk.seeds), index, np.float32)}
     hp, keys = mesh_lib.to_global((hparams, keys), mesh_lib.lane_sharding(self.mesh))
