@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark on a GPU, in one call: the 1024-point `small` grid against the sequential
-# JAX loop, then the `large` preset against the matmul peak; writes OUT/small/benchmark.json
-# and OUT/large/benchmark.json (and .md), and prints both tables.
+# JAX loop, then the `large` preset against the matmul peak, then the lanes of ResNet-50 at
+# 224 (batch 32) per device with and without train.remat; writes OUT/small/benchmark.json,
+# OUT/large/benchmark.json and OUT/lanes/lanes.json (and .md), and prints the tables.
 #
 #   scripts/gpu_benchmark.sh [OUT]          # OUT defaults to benchmark_gpu
 #
@@ -32,5 +33,7 @@ timeout "$LIMIT" python -m experiments.benchmark --preset=small --points=1024 \
   --out="$OUT/small" --loop_budget_s=60 || status=$?
 timeout "$LIMIT" python -m experiments.benchmark --preset=large \
   --out="$OUT/large" --loop_budget_s=60 || status=$?
-ls -l "$OUT"/*/benchmark.json
+timeout "$LIMIT" python -m experiments.benchmark --preset=lanes --lanes_batch=32 \
+  --out="$OUT/lanes" || status=$?
+ls -l "$OUT"/*/*.json
 exit "$status"

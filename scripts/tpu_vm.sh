@@ -16,9 +16,14 @@
 # the workdir back: from the bucket when --bucket is given (every worker synced its shard
 # there), else from each worker 0..N-1 in turn (--workers=N, default 1), since each
 # worker's chunk files stay on that worker.
+#
+# TFDS data in a bucket: pass --config.data.data_dir=gs://BUCKET/PATH after `--`. The
+# array_record reader cannot open gs:// paths (google/array_record#120), so `run` mounts
+# BUCKET read-only with Cloud Storage FUSE (gcsfuse, installed by `setup`) at
+# /tmp/gradlab-gcs/BUCKET on every worker and gives the sweep that path instead.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 
 cmd="${1:-}"; [[ -n "$cmd" ]] || usage 2; shift
 [[ "$cmd" != "-h" && "$cmd" != "--help" ]] || usage 0
@@ -65,13 +70,25 @@ case "$cmd" in
   setup)
     run "${gc[@]}" scp --recurse --worker=all "${where[@]}" \
       "$(cd "$(dirname "$0")/.." && pwd)" "$name":gradlab
+    gcsfuse_repo='deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt gcsfuse-$(lsb_release -c -s) main'
+    gcsfuse="command -v gcsfuse >/dev/null || { echo \"$gcsfuse_repo\" | sudo tee /etc/apt/sources.list.d/gcsfuse.list >/dev/null && curl -fsSL https://packages.cloud.google.com/apt/doc/apt-key.gpg | sudo tee /usr/share/keyrings/cloud.google.asc >/dev/null && sudo apt-get update -q && sudo apt-get install -y -q gcsfuse; }"
     run "${gc[@]}" ssh "$name" --worker=all "${where[@]}" --command \
-      "cd gradlab && pip install -q -r requirements.txt && pip install -q -U 'jax[tpu]'"
+      "cd gradlab && pip install -q -r requirements.txt && pip install -q -U 'jax[tpu]' && $gcsfuse"
     ;;
   run)
     wd="$(remote_workdir)"
-    args="$(printf '%q ' "--config=$config" "--workdir=${wd#gradlab/}" "${extra[@]}")"
-    sweep="cd gradlab && python -m experiments.sweep --multihost --quiet ${args% }"
+    mount=""; flags=()
+    for flag in "${extra[@]}"; do
+      if [[ "$flag" == --config.data.data_dir=gs://* ]]; then  # mount it (see the top)
+        gs="${flag#*=}"; bucket_name="${gs#gs://}"; bucket_name="${bucket_name%%/*}"
+        dir="/tmp/gradlab-gcs/$bucket_name"
+        mount="$(printf '%q ' mkdir -p "$dir")&& { mountpoint -q $(printf '%q' "$dir") || $(printf '%q ' gcsfuse --implicit-dirs -o ro "$bucket_name" "$dir"); } && "
+        flag="--config.data.data_dir=$dir${gs#gs://"$bucket_name"}"
+      fi
+      flags+=("$flag")
+    done
+    args="$(printf '%q ' "--config=$config" "--workdir=${wd#gradlab/}" "${flags[@]}")"
+    sweep="${mount}cd gradlab && python -m experiments.sweep --multihost --quiet ${args% }"
     sync="$(printf '%q ' "${wd#gradlab/}" "$bucket/$workdir")"
     [[ -z "$bucket" ]] || sweep+=" && gsutil -m rsync -r ${sync% }"
     run "${gc[@]}" ssh "$name" --worker=all "${where[@]}" --command "$sweep"

@@ -240,3 +240,30 @@ def test_tpu_vm_script_dry_run_prints_every_command(tmp_path):
   no_zone = subprocess.run(["bash", script, "create", "--dry-run"], capture_output=True,
                            text=True)
   assert no_zone.returncode == 2 and "--zone is required" in no_zone.stderr
+
+
+def test_tpu_vm_mounts_a_bucket_data_dir_for_the_imagenet_config(tmp_path):
+  """README's pod-slice command for configs/imagenet_resnet50.py with TFDS data in a
+  bucket: the remote command mounts the bucket with gcsfuse (array_record cannot open
+  gs:// paths) and the sweep reads the mount. Run with stub commands that print their
+  words, as the worker's shell would run it."""
+  out = subprocess.run(
+    ["bash", os.path.join(REPO, "scripts", "tpu_vm.sh"), "run", "--dry-run", "--name=gl",
+     "--zone=us-central2-b", "--config=configs/imagenet_resnet50.py", "--workdir=runs/in50",
+     "--bucket=gs://my-bucket/gradlab", "--",
+     "--config.data.data_dir=gs://my-bucket/tensorflow_datasets"],
+    capture_output=True, text=True, check=True)
+  words = shlex.split(out.stdout)
+  remote = words[words.index("--command") + 1]
+  stubs = "".join(f"{name}() {{ printf '{name}\\0'; printf '%s\\0' \"$@\"; }}; " for name in (
+    "mkdir", "gcsfuse", "python", "gsutil")) + "cd() { :; }; mountpoint() { return 1; }; "
+  ran = subprocess.run(["bash", "-c", stubs + remote], cwd=tmp_path, capture_output=True,
+                       text=True, check=True)
+  mount = "/tmp/gradlab-gcs/my-bucket"
+  assert ran.stdout.split("\0")[:-1] == [
+    "mkdir", "-p", mount,
+    "gcsfuse", "--implicit-dirs", "-o", "ro", "my-bucket", mount,
+    "python", "-m", "experiments.sweep", "--multihost", "--quiet",
+    "--config=configs/imagenet_resnet50.py", "--workdir=runs/in50",
+    f"--config.data.data_dir={mount}/tensorflow_datasets",
+    "gsutil", "-m", "rsync", "-r", "runs/in50", "gs://my-bucket/gradlab/runs/in50"]

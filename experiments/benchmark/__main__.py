@@ -2,6 +2,8 @@
 
     python -m experiments.benchmark --preset=all               # small, large, default
     python -m experiments.benchmark --preset=default --fuse_optimizers
+    python -m experiments.benchmark --preset=input             # the grain input pipeline
+    python -m experiments.benchmark --preset=lanes             # ResNet-50 lanes, remat
     scripts/gpu_benchmark.sh                                   # on a GPU
 
 For each preset, in ONE process and one after another on the same grid: (1) gradlab's
@@ -11,6 +13,10 @@ importable, (4) the float32 peak of a large jitted matmul and gradlab's fraction
 (5) gradlab with per-layer probes off. Prints a table and writes OUT/benchmark.json and
 OUT/benchmark.md. README's Performance section says what each loop computes. Like the
 sweep, it gives JAX one CPU device per core (`gradlab.host_devices`) before JAX starts.
+``--preset=input`` measures the input pipeline instead (`experiments.benchmark.input_pipeline`)
+and writes OUT/input.json and OUT/input.md; ``--preset=lanes`` the lanes of ResNet-50
+that fit a device with and without ``train.remat`` (`experiments.benchmark.lanes`),
+OUT/lanes.json and OUT/lanes.md.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from gradlab import host_devices
 from gradlab.registry import ConfigError
 
 _PRESET = flags.DEFINE_string("preset", "small", "small, large, default (the default job), "
-                              "all (= small, large, default), or tiny (a seconds-long check "
-                              "that the benchmark works).")
+                              "all (= small, large, default), input (the grain input pipeline "
+                              "on mock ImageNet), lanes (ResNet-50 lanes per device, remat), "
+                              "or tiny (a seconds-long check that the benchmark works).")
 _POINTS = flags.DEFINE_integer("points", 0, "Grid size (sigma_w x lr, as square as possible); "
                                "0 = the preset's 64.")
 _OUT = flags.DEFINE_string("out", "benchmark_out", "Output folder.")
@@ -44,6 +51,15 @@ _REPEATS = flags.DEFINE_integer("repeats", 1, "Run each timed loop this many tim
                                 "the fastest (for machines shared with other work).")
 _FUSE = flags.DEFINE_bool("fuse_optimizers", False, "sweep.fuse_optimizers for gradlab's "
                           "phases (one compile for groups that differ only in the optimizer).")
+_INPUT_EXAMPLES = flags.DEFINE_integer("input_examples", 512, "--preset=input: images per "
+                                      "segment.")
+_INPUT_WORKERS = flags.DEFINE_integer("input_workers", 0, "--preset=input: grain worker "
+                                     "processes (0 = one per host core).")
+_INPUT_SIZE = flags.DEFINE_integer("input_image_size", 224, "--preset=input: crop size.")
+_LANES_BATCH = flags.DEFINE_integer("lanes_batch", 32, "--preset=lanes: batch size per lane.")
+_LANES_SIZE = flags.DEFINE_integer("lanes_image_size", 224, "--preset=lanes: image size.")
+_LANES_WIDTH = flags.DEFINE_integer("lanes_width", 64, "--preset=lanes: ResNet width (64: "
+                                    "ResNet-50's).")
 _KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --out.")
 
 
@@ -56,9 +72,42 @@ def matmul_sizes(values: list[str]) -> list[int]:
   return [int(text) for text in values]
 
 
+def _write(name: str, result: dict, text: str) -> int:
+  import json
+
+  os.makedirs(_OUT.value, exist_ok=True)
+  with open(os.path.join(_OUT.value, f"{name}.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(_OUT.value, f"{name}.md"), "w") as f:
+    f.write(text + "\n")
+  print(text)
+  return 0
+
+
+def _input_main() -> int:
+  from experiments.benchmark.input_pipeline import input_markdown, run_input_benchmark
+
+  if min(_INPUT_EXAMPLES.value, _INPUT_SIZE.value) < 1 or _INPUT_WORKERS.value < 0:
+    raise ConfigError("--input_examples and --input_image_size must be >= 1 and "
+                      "--input_workers >= 0")
+  result = run_input_benchmark(_INPUT_EXAMPLES.value, _INPUT_SIZE.value, _INPUT_WORKERS.value)
+  return _write("input", result, input_markdown(result))
+
+
+def _lanes_main() -> int:
+  from experiments.benchmark.lanes import lanes_markdown, measure_lanes
+
+  if min(_LANES_BATCH.value, _LANES_SIZE.value, _LANES_WIDTH.value) < 1:
+    raise ConfigError("--lanes_batch, --lanes_image_size and --lanes_width must be >= 1")
+  result = measure_lanes(_LANES_BATCH.value, _LANES_SIZE.value, width=_LANES_WIDTH.value)
+  return _write("lanes", result, lanes_markdown(result))
+
+
 def _main() -> int:
   sizes = matmul_sizes(_MATMUL.value)
   host_devices.configure()  # as the sweep does (GRADLAB_HOST_DEVICES; before JAX starts)
+  if _PRESET.value in ("input", "lanes"):
+    return _input_main() if _PRESET.value == "input" else _lanes_main()
   from experiments.benchmark import presets as presets_lib
   from experiments.benchmark.report import markdown
   from experiments.benchmark.runner import run_benchmark

@@ -3,21 +3,29 @@ validation images), as fixed-size arrays.
 
 Every image goes through the standard evaluation transform (Krizhevsky et al. 2012;
 He et al. 2016, Sec. 3.4): the shorter side resized to ``data.image_size`` x 256 / 224,
-then the central ``image_size`` x ``image_size`` crop (224: the paper's). Training adds
-the usual train-time randomness on device, per sampled minibatch, with
-``data.augment='crop_flip'`` (a random crop of the zero-padded image and a horizontal
-flip: `gradlab.data.augment`); the random-resized crop of Szegedy et al. is not
-implemented. The validation split is the test split. Labels: 1000 classes.
+then the central ``image_size`` x ``image_size`` crop (224: the paper's). The validation
+split is the test split. Labels: 1000 classes.
 
-The whole split is held in host memory as float32, so the real ImageNet (1.28 M images)
-needs the streamed path or the grain pipeline (issue 18, not built yet); with
-``data.mock = N`` (`gradlab.data.mock`) N generated images per split, at TFDS's random
-shapes, go through exactly this transform: the way to dry-run `configs/imagenet_resnet50.py`.
+Two ways in:
+- in memory (``data.stream = 0``): every train image's centre crop held in host and
+  device memory as float32; train-time randomness on device per sampled minibatch with
+  ``data.augment='crop_flip'`` (a random crop of the zero-padded image and a flip:
+  `gradlab.data.augment`). For mock data and small subsets.
+- streamed (``data.stream = N``, best with ``data.pipeline='grain'``): N train images
+  per segment decoded on the host (`ImagenetReader`), with the random-resized crop and
+  flip of ``data.host_augment='inception_crop'`` (`gradlab.data.records`), worker
+  processes doing the decoding (`gradlab.data.pipeline`). The real ImageNet (1.28 M
+  images) goes this way; ``data.test_size`` keeps the first N validation images.
+
+With ``data.mock = N`` (`gradlab.data.mock`) N generated images per split, at TFDS's
+random shapes, go through exactly these transforms: the way to dry-run
+`configs/imagenet_resnet50.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,10 +40,19 @@ from gradlab.data.loader import (
   make_dataset,
   read_splits,
 )
+from gradlab.data.records import HOST_AUGMENTS, READERS
 
 register_keys("data", dict(image_size=224), family="imagenet", positive=("image_size",))
 
 EVAL_RESIZE = 256 / 224  # resize the shorter side to size * 256 / 224, then centre-crop size
+
+
+def rgb(image: Any) -> np.ndarray:
+  """A uint8 (H, W, 3) image of a record's image (grey ones repeated over 3 channels)."""
+  image = np.asarray(image)
+  if image.ndim == 2 or image.shape[-1] == 1:
+    image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=-1)
+  return image.astype(np.uint8)
 
 
 def center_crop(image: np.ndarray, size: int) -> np.ndarray:
@@ -43,9 +60,7 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
   round(size * 256 / 224) (bilinear, PIL), central size x size crop; uint8 (size, size, 3)."""
   from PIL import Image
 
-  image = np.asarray(image)
-  if image.ndim == 2 or image.shape[-1] == 1:
-    image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=-1)
+  image = rgb(image)
   h, w = image.shape[:2]
   short = max(size, round(size * EVAL_RESIZE))
   scale = short / min(h, w)
@@ -64,6 +79,31 @@ def _reader(size: int):
       ys.append(int(record["label"]))
     return np.stack(xs).astype(np.float32), np.asarray(ys, np.int32)
   return read
+
+
+@dataclasses.dataclass(frozen=True)
+class ImagenetReader:
+  """One imagenet2012 record -> (float32 (size, size, 3), int32 label): the centre crop
+  for evaluation, the `HOST_AUGMENTS` transform `augment` in training."""
+
+  size: int
+  augment: str = "none"
+
+  def example(self, record: Mapping[str, Any], rng: np.random.Generator | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    if rng is None or self.augment == "none":
+      image = center_crop(record["image"], self.size)
+    else:
+      image = HOST_AUGMENTS.get(self.augment)(rgb(record["image"]), (self.size, self.size), rng)
+    return image.astype(np.float32), np.int32(record["label"])
+
+
+@READERS.register("imagenet2012")
+def imagenet_reader(info: Any, data_cfg: Any) -> tuple[ImagenetReader, str, int]:
+  """The streamed path's reader: ``data.image_size``, ``data.host_augment``."""
+  del info
+  return (ImagenetReader(int(data_cfg.image_size), str(data_cfg.host_augment)),
+          "validation", 1000)
 
 
 CATALOG_LOADERS["imagenet2012"] = "imagenet2012"

@@ -51,24 +51,33 @@ class StreamedRunner:
         in_axes=(0, 0, None, 0, None)), compiler_options=self._options)
     return self._advance[n_blocks]
 
-  def segment_data(self, segment: int) -> DataArrays:
-    idx = stream_lib.segment_indices(self.stream.num_train, self.size, segment, self.seed)
-    x, y = self.stream.read(idx)
+  def _placed(self, x: np.ndarray, y: np.ndarray) -> DataArrays:
     host = self.base._replace(x_train=np.asarray(x), y_train=np.asarray(y))
     return mesh_lib.to_global(jax.tree_util.tree_map(np.asarray, host), self._replicated)
 
+  def segment_plan(self) -> list[np.ndarray]:
+    """The train indices of every segment of a chunk (`stream_lib.segment_indices`)."""
+    n_segments = -(-self.run.n_logs // self.blocks) if self.run.n_logs else 1
+    return [stream_lib.segment_indices(self.stream.num_train, self.size, s, self.seed)
+            for s in range(max(n_segments, 1))]
+
   def __call__(self, hp: Any, keys: Any) -> Any:
-    """The trajectories of one chunk of lanes (global arrays, lanes on 'grid')."""
-    data0 = self.segment_data(0)
-    carry, initial_loss = self._start(hp, keys, data0)
-    outs, first, segment, data = [], 0, 0, data0
+    """The trajectories of one chunk of lanes (global arrays, lanes on 'grid'). The
+    pipeline reads segment s + 1 (and puts it on device) while segment s trains: JAX
+    returns from a dispatch before the device finishes."""
+    segments = self.stream.segments(self.segment_plan())
+    data = self._placed(*next(segments))
+    carry, initial_loss = self._start(hp, keys, data)
+    outs, first = [], 0
     while first < self.run.n_logs:
       n = min(self.blocks, self.run.n_logs - first)
-      if segment:
-        data = self.segment_data(segment)
       carry, out = self._advance_fn(n)(hp, keys, data, carry, first)
       outs.append(out)
-      first, segment = first + n, segment + 1
+      first += n
+      if first < self.run.n_logs:
+        data = self._placed(*next(segments))
+    if hasattr(segments, "close"):
+      segments.close()  # a grain feed stops its workers
     joined = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs, axis=1), *outs) if (
       outs) else outs
     return self._finish(hp, keys, data, carry, joined, initial_loss)
