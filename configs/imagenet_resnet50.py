@@ -10,8 +10,9 @@ batch 256, 2000 steps. The train split streams through the grain pipeline
 (``data.pipeline='grain'``, `gradlab.data.pipeline`): segments of 25,600 images (100
 steps) decoded by one worker process per host core with the random-resized crop and
 flip (``data.host_augment='inception_crop'``), put on device while the previous segment
-trains; evaluation on the first 10,000 validation centre crops (``data.test_size``). The variants are the product (BatchNorm or none) x (SkipInit or not) x (AGC at
-0.01 or not), which holds the three compared by Brock et al. 2021 and De & Smith 2020
+trains; evaluation on the first 10,000 validation centre crops (``data.test_size``).
+The variants are the product (BatchNorm or none) x (SkipInit or not) x (AGC at 0.01 or
+not), which holds the three compared by Brock et al. 2021 and De & Smith 2020
 (BatchNorm; no normalization + AGC; no normalization + SkipInit) and their mixtures,
 x 4 optimizers x 4 learning rates x 3 sigma_w: 384 runs, 32 compiles. ImageNet must be
 prepared in ``data.data_dir`` (TFDS's manual download; a gs:// bucket on a TPU VM:
@@ -26,8 +27,8 @@ a small size (one run, under two minutes on 2 cores):
         --axis=model.residual_init=none --axis=optimizer.remedies=none
 
 The quick variant (`--config.quick=True`) runs here, in memory: ``data.mock = 64``
-generated images per split, centre-cropped at 32 x 32 (random crop and flip on device), width 8 (8/16/32/64
-bottlenecks), batch 16, 30 steps, momentum and Adam in one program
+generated images per split, centre-cropped at 32 x 32 (random crop and flip on
+device), width 8 (8/16/32/64 bottlenecks), batch 16, 30 steps, momentum and Adam in one program
 (``sweep.fuse_optimizers``), 2 learning rates at sigma_w 1: 32 runs, 8 compiles.
 """
 
