@@ -34,7 +34,7 @@ from gradlab.registry import Registry
 LOSS_KEYS: dict[str, Any] = register_keys("train", dict(
   loss="auto",       # auto: the dataset task's loss; or a `LOSSES` name
   z_loss=0.0,        # weight of z-loss (PaLM): z * mean(logsumexp(logits)^2); traced
-  box_loss="huber",  # localization: a `BOX_LOSSES` name (static)
+  box_loss="huber",  # localization, detection: a `BOX_LOSSES` name (static)
 ), family="losses", traced=("z_loss",), switches=("z_loss",), non_negative=("z_loss",))
 
 Metrics = Callable[[Any, jax.Array], Mapping[str, jax.Array]]
@@ -168,14 +168,58 @@ def chance_loss(train_cfg: Any, dataset: Any) -> float:
 # --- localization: class + box (the object-detection case at lab scale) -------------------
 
 HUBER_DELTA = 1.0
-# residual (prediction - target) -> per-coordinate box loss.
-BOX_LOSSES: Registry[Callable[[jax.Array], jax.Array]] = Registry("box loss")
-BOX_LOSSES.register("l2")(lambda r: 0.5 * r**2)
-# Smooth L1 (Girshick 2015, "Fast R-CNN", Sec. 2.3, eq. 3): 0.5 r^2 for |r| < 1, else
-# |r| - 0.5; adopted because "when the regression targets are unbounded, training with L2
-# loss can require careful tuning of learning rates in order to prevent exploding
-# gradients". Its derivative is bounded by HUBER_DELTA; the L2 one is r itself.
-BOX_LOSSES.register("huber", "smooth_l1")(lambda r: optax.huber_loss(r, delta=HUBER_DELTA))
+# (predicted boxes (..., 4), target boxes (..., 4)) -> the box loss of each box (...);
+# boxes are (x0, y0, x1, y1). The per-coordinate losses sum over the 4 coordinates.
+BoxLoss = Callable[[jax.Array, jax.Array], jax.Array]
+BOX_LOSSES: Registry[BoxLoss] = Registry("box loss")
+
+
+@BOX_LOSSES.register("l2")
+def l2_box_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """0.5 * ||pred - target||^2 over the 4 coordinates: its gradient is the error itself."""
+  return jnp.sum(0.5 * (pred - target) ** 2, axis=-1)
+
+
+@BOX_LOSSES.register("huber", "smooth_l1")
+def huber_box_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """Smooth L1 (Girshick 2015, "Fast R-CNN", Sec. 2.3, eq. 3) summed over the 4
+  coordinates: 0.5 r^2 for |r| < 1, else |r| - 0.5; adopted because "when the regression
+  targets are unbounded, training with L2 loss can require careful tuning of learning
+  rates in order to prevent exploding gradients". Its derivative is bounded by
+  HUBER_DELTA; the L2 one is r itself."""
+  return jnp.sum(optax.huber_loss(pred - target, delta=HUBER_DELTA), axis=-1)
+
+
+@BOX_LOSSES.register("giou")
+def giou_box_loss(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """1 - GIoU(pred, target) (Rezatofighi et al. 2019, "Generalized Intersection over
+  Union", Alg. 2): in [0, 2], 0 for identical boxes, above 1 for disjoint ones; invariant
+  to the boxes' scale, so its gradient with respect to a coordinate is O(1 / box size)
+  whatever the units."""
+  return 1.0 - giou(pred, target)
+
+
+def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+  """num / den where den > 0, else 0 (with a gradient that is finite everywhere)."""
+  ok = den > 0
+  return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+def giou(pred: jax.Array, target: jax.Array) -> jax.Array:
+  """Generalized IoU (Rezatofighi et al. 2019, Alg. 1): IoU - |C minus (A union B)| / |C|,
+  C the smallest box enclosing both; in [-1, 1]. As in their Alg. 2 the predicted box's
+  corners are ordered first (x0 <= x1, y0 <= y1), so an unconstrained regressor's output
+  is a valid box; the target is taken as given."""
+  p0 = jnp.minimum(pred[..., :2], pred[..., 2:])
+  p1 = jnp.maximum(pred[..., :2], pred[..., 2:])
+  t0, t1 = target[..., :2], target[..., 2:]
+  wh_inter = jnp.clip(jnp.minimum(p1, t1) - jnp.maximum(p0, t0), 0.0)
+  inter = wh_inter[..., 0] * wh_inter[..., 1]
+  area_p = jnp.prod(p1 - p0, axis=-1)
+  area_t = jnp.prod(jnp.clip(t1 - t0, 0.0), axis=-1)
+  union = area_p + area_t - inter
+  hull = jnp.prod(jnp.maximum(p1, t1) - jnp.minimum(p0, t0), axis=-1)
+  return _safe_div(inter, union) - _safe_div(hull - union, hull)
 
 
 def iou(box_a: jax.Array, box_b: jax.Array) -> jax.Array:
@@ -197,13 +241,14 @@ def iou(box_a: jax.Array, box_b: jax.Array) -> jax.Array:
 def localization_loss(box_loss: str = "huber") -> Callable[[Any, jax.Array], jax.Array]:
   """outputs {'logits': (B, K), 'box': (B, 4)}, labels (B, 5) = [class, x0, y0, x1, y1]
   -> cross-entropy + the mean over examples of the box loss summed over the 4
-  coordinates (Fast R-CNN's multi-task loss, eq. 1, with lambda = 1)."""
-  per_coordinate = BOX_LOSSES.get(box_loss)
+  coordinates (Fast R-CNN's multi-task loss, eq. 1, with lambda = 1), or of 1 - GIoU
+  (`BOX_LOSSES`)."""
+  per_box = BOX_LOSSES.get(box_loss)
 
   def fn(outputs: Any, labels: jax.Array) -> jax.Array:
     classes = labels[:, 0].astype(jnp.int32)
     box = outputs["box"]
-    box_term = jnp.sum(per_coordinate(box - labels[:, 1:5].astype(box.dtype)), axis=-1)
+    box_term = per_box(box, labels[:, 1:5].astype(box.dtype))
     return cross_entropy(outputs["logits"], classes) + jnp.mean(box_term)
 
   return fn
@@ -214,8 +259,9 @@ def localization_chance(labels: np.ndarray, num_classes: int, box_loss: str = "h
   predicting the mean training box."""
   labels = np.asarray(labels, np.float64)
   boxes = labels[:, 1:5]
-  residual = jnp.asarray(boxes - boxes.mean(axis=0), jnp.float32)
-  box_term = float(jnp.mean(jnp.sum(BOX_LOSSES.get(box_loss)(residual), axis=-1)))
+  mean_box = np.broadcast_to(boxes.mean(axis=0), boxes.shape)
+  box_term = float(jnp.mean(BOX_LOSSES.get(box_loss)(jnp.asarray(mean_box, jnp.float32),
+                                                     jnp.asarray(boxes, jnp.float32))))
   return cross_entropy_chance(labels[:, 0].astype(np.int64), num_classes) + box_term
 
 

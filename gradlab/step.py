@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import optax
 
+import gradlab.ctc  # noqa: F401  (registers the 'ctc' loss)
+import gradlab.detection  # noqa: F401  (registers the 'detection' loss)
 from gradlab import probes
 from gradlab.config import parse_remedies
 from gradlab.data import AUGMENTATIONS, Task, sample_batch

@@ -109,5 +109,5 @@ def test_bind_selects_the_box_loss_and_refuses_unknown_names():
   metrics = spec.metrics({"logits": jnp.eye(4)[labels[:, 0].astype(int)], "box": labels[:, 1:]},
                          labels)
   np.testing.assert_allclose([metrics["accuracy"], metrics["mean_iou"]], [1.0, 1.0])
-  with pytest.raises(ConfigError, match="known: huber, l2"):
+  with pytest.raises(ConfigError, match="known: giou, huber, l2"):
     spec.bind(mlc.ConfigDict({"box_loss": "l1"}))

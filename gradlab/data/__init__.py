@@ -10,11 +10,13 @@ dataset is loaded.
 
 import gradlab.data.algorithmic  # noqa: F401  (registers 'token_copy', 'associative_recall', ...)
 import gradlab.data.audio  # noqa: F401  (registers 'tones', 'spoken_digit')
+import gradlab.data.detection_data  # noqa: F401  (registers 'multishapes', 'coco')
 import gradlab.data.imagenet  # noqa: F401  (registers 'imagenet2012')
 import gradlab.data.pipeline  # noqa: F401  (registers data.pipeline, data.workers, ...)
 import gradlab.data.sequences  # noqa: F401  (registers 'adding', 'copy', ...)
 import gradlab.data.shapes  # noqa: F401  (registers 'shapes')
 import gradlab.data.text  # noqa: F401  (registers 'pydocs', 'tiny_shakespeare')
+import gradlab.data.transcription  # noqa: F401  (registers 'tone_transcription', 'librispeech')
 from gradlab.data import synthetic  # noqa: F401  (registers the synthetic tasks)
 from gradlab.data.augment import AUGMENTATIONS
 from gradlab.data.loader import (

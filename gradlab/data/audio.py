@@ -105,9 +105,10 @@ def log_mel(audio_BxN: jax.Array, sample_rate: int, frame_length: int = FRAME_LE
   return jnp.log(mel_BxFxM + LOG_EPS)
 
 
-def features(audio_NxS: np.ndarray, sample_rate: int) -> np.ndarray:
+def features(audio_NxS: np.ndarray, sample_rate: int, frame_length: int = FRAME_LENGTH,
+             hop: int = HOP, n_mels: int = N_MELS) -> np.ndarray:
   """log_mel of many waveforms on the default device, in chunks; float32 numpy out."""
-  fn = jax.jit(lambda a: log_mel(a, sample_rate))
+  fn = jax.jit(lambda a: log_mel(a, sample_rate, frame_length, hop, n_mels))
   out = [np.asarray(fn(jnp.asarray(audio_NxS[i:i + _CHUNK], jnp.float32)))
          for i in range(0, len(audio_NxS), _CHUNK)]
   return np.concatenate(out).astype(np.float32)

@@ -271,7 +271,14 @@ def check_obtainable(name: str, data_dir: DataDir = None, mock_examples: int = 0
   import tensorflow_datasets as tfds
 
   with _quiet_tfds():
-    builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+    try:
+      builder = tfds.builder(tfds_name, data_dir=data_dir, file_format="array_record")
+    except Exception as e:  # e.g. a builder that imports TensorFlow (coco, librispeech)
+      raise DatasetUnavailableError(
+        f"dataset '{name}' cannot be read here: TFDS could not make its builder "
+        f"'{tfds_name}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+        f"its builder needs TensorFlow (pip install tensorflow-cpu), or dry-run it with "
+        f"data.mock=N") from None
     if not builder.is_prepared():
       _check_downloadable(builder, name, tfds_name)
 

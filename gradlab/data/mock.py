@@ -11,8 +11,14 @@ downloaded or prepared, so a config runs end to end here exactly as it would on 
 real data, only with meaningless numbers; train and test hold the same draws.
 
 Catalog datasets whose TFDS builder imports TensorFlow (coco, librispeech) cannot be
-built without it, mock or not: they fail with one line saying so. gradlab's own offline
-builders (``gradlab_*``) ignore ``data.mock``: they generate their data anyway.
+built without it, so TFDS cannot mock them here. Their loader module may declare the
+builder's features by hand (`DECLARED_FEATURES`: the ``tfds.features.FeaturesDict`` of
+the builder's ``_info``, which needs no TensorFlow): their mock records then come from
+the generator ``tfds.testing.mock_data`` itself uses (``RandomFakeGenerator``, record i
+drawn from seed i), so they are the records TFDS's mock would serve where TensorFlow is
+installed, and `read_mock_splits` hands them to the same reader. Undeclared ones fail
+with one line. gradlab's own offline builders (``gradlab_*``) ignore ``data.mock``: they
+generate their data anyway.
 """
 
 from __future__ import annotations
@@ -20,9 +26,23 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
+
+from gradlab.registry import Registry
 
 MOCK_SPLITS = ("train", "test")
+
+# TFDS catalog name -> () -> its tfds.features.FeaturesDict, copied from the builder's
+# _info, for builders that need TensorFlow to be constructed (module docstring).
+DECLARED_FEATURES: Registry[Callable[[], Any]] = Registry("declared catalog features")
+
+
+class DeclaredInfo(NamedTuple):
+  """The `info` a reader gets for a declared dataset (a builder's has more)."""
+
+  name: str
+  features: Any  # tfds.features.FeaturesDict
+
 
 class MockUnavailableError(Exception):
   """A catalog dataset that cannot be mocked here (the loader reports it as its
@@ -52,9 +72,13 @@ def read_mock_splits(tfds_name: str, n: int, name: str,
                      splits: Sequence[str] = MOCK_SPLITS) -> tuple[dict[str, Any], Any]:
   """({split: read(source, info)}, info) of catalog dataset `tfds_name` with `n` mock
   examples per split of `splits`; a MockUnavailableError (one line) when its
-  builder cannot be made here."""
+  builder cannot be made here. Declared datasets (`DECLARED_FEATURES`) need no builder."""
   import tensorflow_datasets as tfds
 
+  if tfds_name in DECLARED_FEATURES:
+    info = DeclaredInfo(tfds_name, DECLARED_FEATURES.get(tfds_name)())
+    records = _Records(declared_records(info.features, n))
+    return {split: read(records, info) for split in splits}, info
   try:
     with tfds.testing.mock_data(num_examples=n, policy=tfds.testing.MockPolicy.USE_CODE):
       builder = tfds.builder(tfds_name, file_format="array_record")
@@ -65,6 +89,18 @@ def read_mock_splits(tfds_name: str, n: int, name: str,
       f"dataset '{name}' cannot be served as mock data (data.mock={n}): "
       f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
   return out, builder.info
+
+
+def declared_records(features: Any, n: int) -> list[Any]:
+  """`n` mock records of `features` (a tfds.features.FeaturesDict), as
+  ``tfds.testing.mock_data`` serves a data source of a builder with these features:
+  record i from ``RandomFakeGenerator(features, n)[i]`` (numpy, seed i). Variable
+  dimensions are drawn in [5, 50), independently per leaf (the leaves of one
+  ``Sequence`` get different lengths)."""
+  from tensorflow_datasets.testing.mocking import RandomFakeGenerator
+
+  generator = RandomFakeGenerator(features, n)
+  return [generator[i] for i in range(n)]
 
 
 class _Records:

@@ -55,8 +55,7 @@ def _check_pipeline(point: Mapping[str, Any]) -> None:
                       "segment (more than the split holds: the whole split)")
   augment = point["data.host_augment"]
   if augment not in HOST_AUGMENTS:
-    raise ConfigError(HOST_AUGMENTS.unknown_message(augment).replace(
-      "host augmentation", "config key 'data.host_augment': host augmentation", 1))
+    raise ConfigError(f"config key 'data.host_augment': {HOST_AUGMENTS.unknown_message(augment)}")
   if augment != "none" and not streamed:
     raise ConfigError(f"config key 'data.host_augment' is '{augment}' but 'data.stream' is "
                       "0: host augmentation redraws examples per segment; set data.stream")

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gradlab.registry import Registry
+from gradlab.registry import ConfigError, Registry
 
 HostAugment = Callable[[np.ndarray, tuple[int, int], np.random.Generator], np.ndarray]
 HOST_AUGMENTS: Registry[HostAugment] = Registry("host augmentation")
@@ -134,6 +134,9 @@ def reader_for(name: str, info: Any, data_cfg: Any) -> tuple[Reader, str, int]:
   supervised keys of its TFDS `info`)."""
   if name in READERS.names():
     return READERS.get(name)(info, data_cfg)
+  if not info.supervised_keys:
+    raise ConfigError(f"dataset '{name}' has no streamed reader (data.stream > 0 reads "
+                      f"(feature, label) records): set data.stream=0")
   feature_key, label_key = info.supervised_keys
   augment = str(data_cfg.get("host_augment", "none")) if data_cfg is not None else "none"
   return (Supervised(feature_key, label_key, augment), "test",

@@ -1,6 +1,7 @@
 """Models by name. Importing this package registers every model family."""
 
 import gradlab.models.cnn  # noqa: F401  (registers 'cnn', 'cnn_localizer')
+import gradlab.models.detector  # noqa: F401  (registers 'detector')
 import gradlab.models.resnet  # noqa: F401  (registers 'resnet')
 import gradlab.models.resnet_imagenet  # noqa: F401  (registers 'resnet_bottleneck')
 import gradlab.models.rnn  # noqa: F401  (registers 'elman', 'lstm', 'gru')

@@ -3,13 +3,20 @@
     model.name = 'elman' | 'lstm' | 'gru'; model.width = hidden size H; model.depth =
     stacked layers (1 typical); model.activation = the Elman nonlinearity (tanh, relu,
     linear, ...); model.readout = 'last' (logits (B, K) from h_T) | 'every' (logits
-    (B, T, K), one per step).
+    (B, T, K), one per step); model.bidirectional = also run every layer over
+    reversed time (Schuster & Paliwal 1997, "Bidirectional recurrent neural networks").
 
 Inputs are (B, T, D) sequences ((B, T) is read as D = 1). Layer l is two parameter
 collections: ``input_l`` (kernel (D, G*H), bias (G*H,): x_t W + b for the G gate blocks)
 and ``recurrent_l`` (kernel (H, G*H): h_{t-1} U), then ``readout`` (Dense). So
 `layer_names` = ['input_0', 'recurrent_0', ..., 'readout'] and the probes report the
-input and the recurrent gradient norms apart.
+input and the recurrent gradient norms apart. Bidirectional: layer l also has
+``input_l_bwd`` and ``recurrent_l_bwd``, a second recurrence of the same cell run from
+t = T down to 1; its (B, T, H) outputs, in time order, are concatenated with the forward
+ones into (B, T, 2H), the next layer's input (Graves & Schmidhuber 2005, "Framewise
+phoneme classification with bidirectional LSTM"). The 'last' readout then reads
+[h_T forward, h_1 backward] (each direction after the whole sequence). The through-time
+probe below reports the forward direction of layer 0.
 
 Init (unit scale here; `rnn_scale_rule` says which traced scale multiplies what):
 - input kernels: the init family (``init.family``, LeCun N(0, 1/D) by default) x sigma_w;
@@ -63,7 +70,8 @@ Array = jax.Array
 # The recurrent families' own keys: the readout, and the init section's recurrent
 # family, forget-gate bias and the traced spectral radius of the recurrent kernels.
 RNN_KEYS: dict[str, Any] = register_keys("model", dict(
-  readout="last",  # last | every
+  readout="last",        # last | every
+  bidirectional=False,   # also a layer over reversed time; outputs concatenated (2H)
 ), family="rnn")
 RNN_INIT_KEYS: dict[str, Any] = register_keys(
   "init", dict(spectral_radius=1.0, recurrent_family="orthogonal", forget_bias=0.0),
@@ -198,42 +206,59 @@ class RNN(nn.Module):
   recurrent_family: str = "orthogonal"
   forget_bias: float = 0.0
   use_bias: bool = True
+  bidirectional: bool = False
 
   @nn.compact
   def __call__(self, x_BxTxD: Array, train: bool = False) -> Array:
     del train  # no train-time behaviour
     cell = CELLS.get(self.cell)(self.activation, self.forget_bias)
-    kernel_init = INIT_FAMILIES.get(self.init_family)
     h_BxTxH = x_BxTxD[..., None] if x_BxTxD.ndim == 2 else x_BxTxD
     h_BxTxH = h_BxTxH.astype(jnp.float32)
-    batch, steps = h_BxTxH.shape[:2]
     for layer in range(self.depth):
-      xw_BxTxGH = nn.Dense(cell.gates * self.width, self.use_bias, kernel_init=kernel_init,
-                           bias_init=unit_bias_init, name=f"input_{layer}")(h_BxTxH)
-      self.sow("intermediates", f"input_{layer}_finite", jnp.all(jnp.isfinite(xw_BxTxGH)))
-      u_HxGH = RecurrentKernel(self.width, cell.gates, self.recurrent_family,
-                               name=f"recurrent_{layer}")()
-      eps_BxTxH = self.perturb(f"h_{layer}", jnp.zeros((batch, steps, self.width)))
-
-      def body(carry, inputs, u=u_HxGH):
-        xw_BxGH, eps_BxH = inputs
-        carry, pre = cell.step(carry, xw_BxGH, u)
-        h_BxH = cell.hidden(carry) + eps_BxH   # dL/d eps_t = dL/dh_t (total derivative)
-        return cell.with_hidden(carry, h_BxH), (h_BxH, jnp.all(jnp.isfinite(pre)))
-
-      _, (h_TxBxH, finite_T) = jax.lax.scan(
-        body, cell.zeros(batch, self.width),
-        (jnp.swapaxes(xw_BxTxGH, 0, 1), jnp.swapaxes(eps_BxTxH, 0, 1)))
-      self.sow("intermediates", f"recurrent_{layer}_finite", jnp.all(finite_T))
-      h_BxTxH = jnp.swapaxes(h_TxBxH, 0, 1)
-    features = h_BxTxH[:, -1] if self.readout == "last" else h_BxTxH
-    return nn.Dense(self.num_outputs, self.use_bias, kernel_init=kernel_init,
+      directions = [self._direction(cell, h_BxTxH, f"{layer}", reverse=False)]
+      if self.bidirectional:
+        directions.append(self._direction(cell, h_BxTxH, f"{layer}_bwd", reverse=True))
+      h_BxTxH = jnp.concatenate(directions, axis=-1) if self.bidirectional else directions[0]
+    if self.readout == "last":  # the backward direction has read everything at t = 0
+      features = (jnp.concatenate([h_BxTxH[:, -1, :self.width], h_BxTxH[:, 0, self.width:]],
+                                  axis=-1) if self.bidirectional else h_BxTxH[:, -1])
+    else:
+      features = h_BxTxH
+    return nn.Dense(self.num_outputs, self.use_bias,
+                    kernel_init=INIT_FAMILIES.get(self.init_family),
                     bias_init=unit_bias_init, name="readout")(features)
 
+  def _direction(self, cell: Cell, h_BxTxD: Array, suffix: str, reverse: bool) -> Array:
+    """One recurrent layer run over time (backwards when `reverse`, outputs still in
+    time order): parameters input_<suffix> and recurrent_<suffix>, perturbation
+    h_<suffix>; (B, T, H)."""
+    batch, steps = h_BxTxD.shape[:2]
+    xw_BxTxGH = nn.Dense(cell.gates * self.width, self.use_bias,
+                         kernel_init=INIT_FAMILIES.get(self.init_family),
+                         bias_init=unit_bias_init, name=f"input_{suffix}")(h_BxTxD)
+    self.sow("intermediates", f"input_{suffix}_finite", jnp.all(jnp.isfinite(xw_BxTxGH)))
+    u_HxGH = RecurrentKernel(self.width, cell.gates, self.recurrent_family,
+                             name=f"recurrent_{suffix}")()
+    eps_BxTxH = self.perturb(f"h_{suffix}", jnp.zeros((batch, steps, self.width)))
 
-def rnn_layer_names(depth: int) -> list[str]:
-  return [n for layer in range(depth) for n in (f"input_{layer}", f"recurrent_{layer}")] + [
-    "readout"]
+    def body(carry, inputs, u=u_HxGH):
+      xw_BxGH, eps_BxH = inputs
+      carry, pre = cell.step(carry, xw_BxGH, u)
+      h_BxH = cell.hidden(carry) + eps_BxH   # dL/d eps_t = dL/dh_t (total derivative)
+      return cell.with_hidden(carry, h_BxH), (h_BxH, jnp.all(jnp.isfinite(pre)))
+
+    _, (h_TxBxH, finite_T) = jax.lax.scan(
+      body, cell.zeros(batch, self.width),
+      (jnp.swapaxes(xw_BxTxGH, 0, 1), jnp.swapaxes(eps_BxTxH, 0, 1)), reverse=reverse)
+    self.sow("intermediates", f"recurrent_{suffix}_finite", jnp.all(finite_T))
+    return jnp.swapaxes(h_TxBxH, 0, 1)
+
+
+def rnn_layer_names(depth: int, bidirectional: bool = False) -> list[str]:
+  """input_l, recurrent_l (then input_l_bwd, recurrent_l_bwd) per layer, then readout."""
+  suffixes = ("", "_bwd") if bidirectional else ("",)
+  return [f"{kind}_{layer}{sfx}" for layer in range(depth) for sfx in suffixes
+          for kind in ("input", "recurrent")] + ["readout"]
 
 
 def rnn_scale_rule(path: tuple[str, ...]) -> tuple[str, ...]:
@@ -252,8 +277,9 @@ def through_time_probe(module: RNN) -> Callable[..., dict[str, Array]]:
   def probe(variables: Mapping[str, Any], x: Array, y: Array,
             objective: Callable[[Any, Array], Array]) -> dict[str, Array]:
     steps = x.shape[1]
-    zeros = {f"h_{layer}": jnp.zeros((x.shape[0], steps, module.width), jnp.float32)
-             for layer in range(module.depth)}
+    suffixes = ("", "_bwd") if module.bidirectional else ("",)
+    zeros = {f"h_{layer}{sfx}": jnp.zeros((x.shape[0], steps, module.width), jnp.float32)
+             for layer in range(module.depth) for sfx in suffixes}
     params_only = {k: v for k, v in variables.items() if k != "perturbations"}
 
     def loss_of(perturbations):
@@ -287,10 +313,12 @@ def build_rnn(cell: str, model_cfg: Any, init_family: str, num_outputs: int,
                num_outputs=num_outputs, activation=str(model_cfg.activation),
                readout=readout, init_family=init_family, recurrent_family=family,
                forget_bias=float(_option(init_cfg, "forget_bias", 0.0)),
-               use_bias=bool(_option(model_cfg, "use_bias", True)))
+               use_bias=bool(_option(model_cfg, "use_bias", True)),
+               bidirectional=bool(_option(model_cfg, "bidirectional", False)))
   # hidden_layers (): gradients compound through TIME (the through-time probe), not
   # across the few stacked layers
-  return Model(module=module, layer_names=rnn_layer_names(int(model_cfg.depth)),
+  return Model(module=module, layer_names=rnn_layer_names(int(model_cfg.depth),
+                                                          module.bidirectional),
                scale_rule=rnn_scale_rule, probe_fn=through_time_probe(module))
 
 
