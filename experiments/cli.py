@@ -117,6 +117,19 @@ def parse_axis(spec: str) -> tuple[str, list[Any]]:
   return key, [_literal(v) for v in items]
 
 
+def positive_ints(values: Sequence[str], flag: str) -> list[int]:
+  """A list flag's values as positive whole numbers (['64', '128'] -> [64, 128]); any
+  other value is a ConfigError naming `flag` and the value."""
+  out = []
+  for text in values:
+    text = text.strip()
+    if not text.isdigit() or int(text) < 1:
+      raise ConfigError(f"{flag}: '{text}' is not a positive whole number (e.g. "
+                        f"{flag}=64,128,256)")
+    out.append(int(text))
+  return out
+
+
 def _spacing(spec: str, kind: str, args: Sequence[str]) -> tuple[float, float, int]:
   """(START, STOP, NUM) of a geom:/lin: axis, or a ConfigError: finite START and STOP
   (both positive for geom, which is log-spaced), NUM a positive whole number."""

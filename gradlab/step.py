@@ -39,6 +39,7 @@ from gradlab.diagnostics import hessian
 from gradlab.losses import Metrics, bound_loss, z_loss
 from gradlab.losses import resolve as resolve_loss
 from gradlab.models import build_model
+from gradlab.models.parameterization import with_layer_rates
 from gradlab.optim import build_optimizer
 from gradlab.optim.fused import build_fused
 from gradlab.optim.guards import loss_scale_of
@@ -126,9 +127,10 @@ def make_static(cfg: mlc.ConfigDict, num_classes: int,
     spec=spec, layer_names=layer_names,
     probed_layers=layer_names if cfg.train.layer_probes else (),
     opt_name=cfg.optimizer.name,
-    make_tx=(build_fused if fused else build_optimizer)(
+    make_tx=with_layer_rates((build_fused if fused else build_optimizer)(
       fused or cfg.optimizer.name, clip_enabled=cfg.optimizer.clip > 0,
       remedies=parse_remedies(cfg.optimizer.remedies), schedule=cfg.optimizer.schedule),
+      cfg, spec.kind_of),
     objective=objective, metrics=loss_spec.metrics, z_loss_on=float(cfg.train.z_loss) > 0,
     n_logs=n_logs, tail=tail, log_every=log_every, batch_size=int(cfg.data.batch_size),
     explode_factor=float(cfg.regimes.explode_factor),

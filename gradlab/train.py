@@ -40,6 +40,7 @@ from gradlab.data import CLASSIFICATION, Task
 from gradlab.defaults import TRACED_KEYS
 from gradlab.losses import resolve as resolve_loss
 from gradlab.models import Model, scale_params
+from gradlab.models.parameterization import scale_init
 from gradlab.optim import eval_params, resolve_point, skip_count
 from gradlab.optim.guards import loss_scale_of
 from gradlab.step import Carry, DataArrays, Lane, Static
@@ -218,6 +219,8 @@ def init_variables(spec: Model, init_key: jax.Array, example_x: jax.Array,
   state is every other initialized collection (e.g. BatchNorm's batch_stats)."""
   variables = dict(spec.module.init(init_key, jnp.zeros_like(example_x)))
   params = scale_params(variables.pop("params"), hp, spec.scale_rule)
+  if spec.scaling is not None:  # model.parameterization's width factors
+    params = scale_init(params, spec.scaling, spec.kind_of)
   return params, {k: v for k, v in variables.items() if k not in _NOT_STATE}
 
 

@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gradlab.models.parameterization import dense
 from gradlab.registry import Registry
 
 Initializer = Callable[..., jax.Array]
@@ -96,6 +97,10 @@ class SelfAttention(nn.Module):
     out_init: unit-scale initializer of the output projection (the builder passes the
       1/sqrt(2 depth) residual scaling through it, a static factor).
     bias_init: unit-scale bias initializer.
+    multiplier: static forward multiplier of the four projections' kernels
+      (``model.parameterization``: `gradlab.models.parameterization.dense`).
+    logit_multiplier: static factor on the q.k / sqrt(d_head) logits (muP's 1/d
+      attention relative to the base width: sqrt(base d_head / d_head)).
   """
 
   heads: int
@@ -107,6 +112,8 @@ class SelfAttention(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   out_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.normal(1.0)
+  multiplier: float = 1.0
+  logit_multiplier: float = 1.0
 
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
@@ -116,8 +123,8 @@ class SelfAttention(nn.Module):
     d_head = d // self.heads
 
     def project(name: str) -> jax.Array:
-      y = nn.Dense(d, self.use_bias, kernel_init=self.kernel_init, bias_init=self.bias_init,
-                   name=name)(x_BxTxD)
+      y = dense(d, self.use_bias, self.multiplier, name, self.kernel_init,
+                self.bias_init)(x_BxTxD)
       return y.reshape(b, t, self.heads, d_head)
 
     q_BxTxHxK, k_BxTxHxK, v_BxTxHxK = project("query"), project("key"), project("value")
@@ -127,6 +134,8 @@ class SelfAttention(nn.Module):
     if self.rotary:
       q_BxTxHxK, k_BxTxHxK = apply_rotary(q_BxTxHxK), apply_rotary(k_BxTxHxK)
     logits_BxHxTxT = jnp.einsum("bqhk,bshk->bhqs", q_BxTxHxK, k_BxTxHxK) / jnp.sqrt(d_head)
+    if self.logit_multiplier != 1.0:
+      logits_BxHxTxT = logits_BxHxTxT * self.logit_multiplier
     allowed_TxT = causal_mask(t) if self.causal else jnp.ones((t, t), dtype=bool)
     masked = jnp.where(allowed_TxT, logits_BxHxTxT, -jnp.inf)
     probs_BxHxTxT = jax.nn.softmax(masked, axis=-1)
@@ -135,5 +144,5 @@ class SelfAttention(nn.Module):
     self.sow("intermediates", "probe_attn_entropy",
              jnp.mean(jnp.sum(jax.scipy.special.entr(probs_BxHxTxT), axis=-1)))
     y_BxTxHxK = jnp.einsum("bhqs,bshk->bqhk", probs_BxHxTxT, v_BxTxHxK)
-    return nn.Dense(d, self.use_bias, kernel_init=self.out_init, bias_init=self.bias_init,
-                    name="out")(y_BxTxHxK.reshape(b, t, d))
+    return dense(d, self.use_bias, self.multiplier, "out", self.out_init,
+                 self.bias_init)(y_BxTxHxK.reshape(b, t, d))

@@ -20,6 +20,7 @@ from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.cnn import make_norm
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
+from gradlab.models.parameterization import dense, for_model
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError
 
@@ -47,6 +48,9 @@ class MLP(nn.Module):
   norm: str = "none"  # none | batch | layer (MLP_NORMS); layer_norm=True means 'layer'
   use_bias: bool = True
   init_family: str = "lecun"
+  # the forward multipliers of model.parameterization: (first layer, hidden, readout)
+  multipliers: tuple[float, float, float] = (1.0, 1.0, 1.0)
+  readout_zero_init: bool = False  # model.readout_zero_init
 
   @nn.compact
   def __call__(self, x_BxF: jax.Array, train: bool = False) -> jax.Array:
@@ -54,8 +58,8 @@ class MLP(nn.Module):
     kernel_init = INIT_FAMILIES.get(self.init_family)
     h = x_BxF.reshape(x_BxF.shape[0], -1)
     for i in range(self.depth):
-      h = nn.Dense(self.width, self.use_bias, kernel_init=kernel_init, bias_init=unit_bias_init,
-                   name=f"dense_{i}")(h)
+      h = dense(self.width, self.use_bias, self.multipliers[min(i, 1)], f"dense_{i}",
+                kernel_init, unit_bias_init)(h)
       # probes: is this layer's pre-activation finite? (read with mutable='intermediates')
       self.sow("intermediates", f"dense_{i}_finite", jnp.all(jnp.isfinite(h)))
       if self.layer_norm or self.norm == "layer":
@@ -63,12 +67,25 @@ class MLP(nn.Module):
       elif self.norm == "batch":  # minibatch statistics in training, running ones in eval
         h = make_norm("batch", train, f"norm_{i}", self.width)(h)
       h = act(h)
-    return nn.Dense(self.num_outputs, self.use_bias, kernel_init=kernel_init,
-                    bias_init=unit_bias_init, name="readout")(h)
+    readout_init = nn.initializers.zeros_init() if self.readout_zero_init else kernel_init
+    return dense(self.num_outputs, self.use_bias, self.multipliers[2], "readout",
+                 readout_init, unit_bias_init)(h)
 
 
 def mlp_layer_names(depth: int) -> list[str]:
   return [f"dense_{i}" for i in range(depth)] + ["readout"]
+
+
+def mlp_kind(path: tuple[str, ...]) -> str:
+  """The parameterization kind of an MLP parameter: dense_0's kernel is the input layer,
+  dense_i's (i > 0) hidden, the readout's the output; hidden biases and norm
+  parameters are width-n vectors; the readout's bias is width-independent."""
+  layer, leaf = path[0], path[-1]
+  if layer == "readout":
+    return "output" if leaf == "kernel" else "fixed"
+  if leaf == "kernel":
+    return "input" if layer == "dense_0" else "hidden"
+  return "vector"
 
 
 def check_mlp_norm(model_cfg: Any) -> str:
@@ -85,6 +102,8 @@ def check_mlp_norm(model_cfg: Any) -> str:
 
 @MODELS.register("mlp")
 def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
+  scaling = for_model(model_cfg)
+  mult = scaling.multiplier
   model = MLP(
     depth=int(model_cfg.depth),
     width=int(model_cfg.width),
@@ -94,8 +113,11 @@ def build_mlp(model_cfg: Any, init_family: str, num_outputs: int) -> Model:
     norm=check_mlp_norm(model_cfg),
     use_bias=bool(model_cfg.use_bias),
     init_family=init_family,
+    multipliers=(mult["input"], mult["hidden"], mult["output"]),
+    readout_zero_init=bool(model_cfg.get("readout_zero_init", False)),
   )
   names = mlp_layer_names(int(model_cfg.depth))
-  return Model(model, names, hidden_layers=tuple(names[:-1]))  # dense_0 .. dense_{L-1}
+  return Model(model, names, hidden_layers=tuple(names[:-1]),  # dense_0 .. dense_{L-1}
+               kind_of=mlp_kind, scaling=None if scaling.is_standard else scaling)
 
 

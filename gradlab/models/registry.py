@@ -43,6 +43,11 @@ class Model(NamedTuple):
     backward pass compounds, so that ||grad first|| / ||grad last|| at init is the depth
     gain the init-time prediction reads (`gradlab.prediction`). () where it means nothing
     (residual streams, recurrence through time, a single layer): the gain is then NaN.
+  kind_of: parameter path -> its layer kind ('input', 'hidden', 'output', 'vector',
+    'fixed') for ``model.parameterization`` (`gradlab.models.parameterization`); None
+    where the family supports only the standard one.
+  scaling: the family's `Scaling` at this width (init factors, multipliers); None or
+    standard: the init as the family draws it.
   """
 
   module: nn.Module
@@ -50,6 +55,8 @@ class Model(NamedTuple):
   scale_rule: ScaleRule | None = None
   probe_fn: ProbeFn | None = None
   hidden_layers: tuple[str, ...] = ()
+  kind_of: Callable[[tuple[str, ...]], str] | None = None
+  scaling: Any = None
 
 
 def default_scale_rule(path: tuple[str, ...]) -> tuple[str, ...]:

@@ -68,6 +68,7 @@ from gradlab.config import register_keys
 from gradlab.models.activations import ACTIVATIONS
 from gradlab.models.attention import NORMS, Initializer, SelfAttention
 from gradlab.models.init import INIT_FAMILIES, unit_bias_init
+from gradlab.models.parameterization import dense, for_model
 from gradlab.models.registry import MODELS, Model
 from gradlab.registry import ConfigError, Registry
 
@@ -103,14 +104,15 @@ class MLPBlock(nn.Module):
   use_bias: bool
   kernel_init: Initializer
   out_init: Initializer
+  multiplier: float = 1.0  # model.parameterization's hidden multiplier
 
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
-    h = nn.Dense(self.hidden, self.use_bias, kernel_init=self.kernel_init,
-                 bias_init=unit_bias_init, name="up")(x_BxTxD)
+    h = dense(self.hidden, self.use_bias, self.multiplier, "up", self.kernel_init,
+              unit_bias_init)(x_BxTxD)
     h = ACTIVATIONS.get(self.activation)(h)
-    return nn.Dense(x_BxTxD.shape[-1], self.use_bias, kernel_init=self.out_init,
-                    bias_init=unit_bias_init, name="down")(h)
+    return dense(x_BxTxD.shape[-1], self.use_bias, self.multiplier, "down", self.out_init,
+                 unit_bias_init)(h)
 
 
 class Block(nn.Module):
@@ -131,14 +133,16 @@ class Block(nn.Module):
   use_bias: bool
   kernel_init: Initializer
   out_init: Initializer
+  multiplier: float = 1.0        # model.parameterization: hidden kernels
+  logit_multiplier: float = 1.0  # and attention logits (muP's 1/d attention)
 
   @nn.compact
   def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
     attn = SelfAttention(self.heads, self.causal, self.qk_norm, self.norm, self.rotary,
                          self.use_bias, self.kernel_init, self.out_init, unit_bias_init,
-                         name="attn")
+                         self.multiplier, self.logit_multiplier, name="attn")
     mlp = MLPBlock(self.mlp_ratio * x_BxTxD.shape[-1], self.activation, self.use_bias,
-                   self.kernel_init, self.out_init, name="mlp")
+                   self.kernel_init, self.out_init, self.multiplier, name="mlp")
     h = x_BxTxD
     for branch, norm_name in ((attn, "ln_attn"), (mlp, "ln_mlp")):
       h = RESIDUALS.get(self.ln_position)(h, branch, lambda n=norm_name: NORMS.get(self.norm)(
@@ -193,6 +197,9 @@ class Transformer(nn.Module):
   use_bias: bool = True
   init_family: str = "lecun"
   remat: bool = False  # train.remat: recompute each block's activations in the backward
+  # model.parameterization: (hidden kernels, readout kernel, attention logits) multipliers
+  multipliers: tuple[float, float, float] = (1.0, 1.0, 1.0)
+  readout_zero_init: bool = False  # model.readout_zero_init (untied heads)
 
   @nn.compact
   def __call__(self, tokens_BxT: jax.Array, train: bool = False) -> jax.Array:
@@ -208,11 +215,13 @@ class Transformer(nn.Module):
     for i in range(self.depth):
       h = block(self.heads, self.mlp_ratio, self.ln_position, self.norm, self.qk_norm,
                 self.causal, self.positions == "rotary", self.activation, self.use_bias,
-                kernel_init, out_init, name=f"block_{i}")(h)
+                kernel_init, out_init, self.multipliers[0], self.multipliers[2],
+                name=f"block_{i}")(h)
       self.sow("intermediates", f"block_{i}_finite", jnp.all(jnp.isfinite(h)))
     logits = Head(self.num_outputs, self.ln_position == "pre", self.norm,
                   self.tied_embeddings and self.pool == "none", self.pool, self.use_bias,
-                  kernel_init, name="head")(h, table_VxD)
+                  nn.initializers.zeros_init() if self.readout_zero_init else kernel_init,
+                  self.multipliers[1], name="head")(h, table_VxD)
     self.sow("intermediates", "probe_output_logit_mean", jnp.mean(logits))
     self.sow("intermediates", "probe_output_logit_max", jnp.max(jnp.abs(logits)))
     return logits
@@ -229,6 +238,7 @@ class Head(nn.Module):
   pool: str
   use_bias: bool
   kernel_init: Initializer
+  multiplier: float = 1.0  # model.parameterization's readout multiplier
 
   @nn.compact
   def __call__(self, h_BxTxD: jax.Array, table_VxD: jax.Array) -> jax.Array:
@@ -239,8 +249,8 @@ class Head(nn.Module):
     if self.tied:
       gain = jax.lax.stop_gradient(self.param("gain", nn.initializers.ones, ()))
       return gain * (h_BxTxD @ table_VxD.T) / jnp.sqrt(h_BxTxD.shape[-1])
-    return nn.Dense(self.num_outputs, self.use_bias, kernel_init=self.kernel_init,
-                    bias_init=unit_bias_init, name="readout")(h_BxTxD)
+    return dense(self.num_outputs, self.use_bias, self.multiplier, "readout",
+                 self.kernel_init, unit_bias_init)(h_BxTxD)
 
 
 _ATTN = ("query", "key", "value", "out")
@@ -261,6 +271,20 @@ def transformer_scale_rule(path: tuple[str, ...]) -> tuple[str, ...]:
   if leaf == "kernel" and "mlp" in path:
     return ("sigma_w", "mlp_scale")
   return ()
+
+
+def transformer_kind(path: tuple[str, ...]) -> str:
+  """The parameterization kind of a Transformer parameter: the token and position tables
+  are the input layer, the attention and MLP kernels hidden, the readout kernel the
+  output; biases and norm parameters width-n vectors, the readout's bias fixed."""
+  top, leaf = path[0], path[-1]
+  if top == "embed":
+    return "input"
+  if top == "head" and "readout" in path:
+    return "output" if leaf == "kernel" else "fixed"
+  if leaf == "kernel" and ("attn" in path or "mlp" in path):
+    return "hidden"
+  return "vector"
 
 
 def layer_names(depth: int) -> list[str]:
@@ -295,6 +319,15 @@ def _build(model_cfg: Any, init_family: str, num_outputs: int, causal: bool, poo
   ACTIVATIONS.get(model_cfg.activation)
   vocab = int(model_cfg.get("vocab_size", 0)) or int(num_outputs)
   depth = int(model_cfg.depth)
+  scaling = for_model(model_cfg)
+  tied = bool(model_cfg.tied_embeddings) and pool == "none"
+  if tied and not scaling.is_standard:
+    raise ConfigError(f"config key 'model.parameterization' is '{scaling.name}' but the "
+                      "head is tied to the input embedding, which it scales as an input "
+                      "layer: set model.tied_embeddings=False")
+  mult = scaling.multiplier
+  # muP's attention 1/d (Yang et al. 2022, Sec. 4) relative to the base width's 1/sqrt(d)
+  logit = scaling.ratio ** -0.5 if scaling.name == "mup" else 1.0
   module = Transformer(
     vocab_size=vocab, num_outputs=int(num_outputs), depth=depth, width=int(model_cfg.width),
     heads=int(model_cfg.heads), mlp_ratio=int(model_cfg.mlp_ratio),
@@ -302,10 +335,12 @@ def _build(model_cfg: Any, init_family: str, num_outputs: int, causal: bool, poo
     tied_embeddings=bool(model_cfg.tied_embeddings), positions=model_cfg.positions,
     scale_residual=bool(model_cfg.scale_residual), causal=causal, pool=pool,
     activation=model_cfg.activation, use_bias=bool(model_cfg.use_bias),
-    init_family=init_family)
+    init_family=init_family, multipliers=(mult["hidden"], mult["output"], logit),
+    readout_zero_init=bool(model_cfg.get("readout_zero_init", False)))
   # hidden_layers (): the residual stream carries the gradient past every block
   return Model(module=module, layer_names=layer_names(depth),
-               scale_rule=transformer_scale_rule, probe_fn=None)
+               scale_rule=transformer_scale_rule, probe_fn=None, kind_of=transformer_kind,
+               scaling=None if scaling.is_standard else scaling)
 
 
 @MODELS.register("transformer_lm")

@@ -8,6 +8,10 @@ lr * weight_decay * p to the step. Every number is injected (traced).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
 import optax
 
 from gradlab.optim.registry import Hparams, inject, register
@@ -113,3 +117,47 @@ def adan(hp: Hparams) -> optax.GradientTransformation:
   p <- (p - lr (m_hat + b2 d_hat) / (sqrt(n_hat) + eps)) / (1 + lr weight_decay).
   Paper (beta1, beta2, beta3) = (0.02, 0.08, 0.01), i.e. b1 0.98, b2 0.92, b3 0.99."""
   return _adam_like(optax.adan, hp)
+
+
+ATAN2_A, ATAN2_B = 1.27, 1.0  # Everett et al. 2024's constants (a ~ 4/pi: a * atan2(1, 1) = 1)
+
+
+class Atan2State(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+
+
+def scale_by_adam_atan2(b1: float = 0.9, b2: float = 0.999, a: float = ATAN2_A,
+                        b: float = ATAN2_B) -> optax.GradientTransformation:
+  """Adam's moments with the ratio m_hat / (sqrt(v_hat) + eps) replaced by
+  a * atan2(m_hat, b * sqrt(v_hat)) (Everett et al. 2024, "Scaling Exponents Across
+  Parameterizations and Optimizers", Sec. 6): bounded, defined at v = 0, and invariant
+  to rescaling the gradient, so no epsilon can swamp a small gradient."""
+
+  def init(params: Any) -> Atan2State:
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return Atan2State(jnp.zeros([], jnp.int32), zeros, zeros)
+
+  def update(updates: Any, state: Atan2State, params: Any = None) -> tuple[Any, Atan2State]:
+    del params
+    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, updates)
+    count = state.count + 1
+    c1, c2 = 1 - b1 ** count, 1 - b2 ** count
+    out = jax.tree_util.tree_map(
+      lambda m, v: a * jnp.arctan2(m / c1, b * jnp.sqrt(v / c2)), mu, nu)
+    return out, Atan2State(count, mu, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _adam_atan2(learning_rate: Any, b1: float, b2: float) -> optax.GradientTransformation:
+  return optax.chain(scale_by_adam_atan2(b1, b2), optax.scale_by_learning_rate(learning_rate))
+
+
+@register("adam_atan2", ["learning_rate", "b1", "b2"], "Everett et al. 2024")
+def adam_atan2(hp: Hparams) -> optax.GradientTransformation:
+  """Adam-atan2 (Everett et al. 2024, Sec. 6): p <- p - lr * 1.27 atan2(m_hat, sqrt(v_hat)),
+  Adam without epsilon (`scale_by_adam_atan2`)."""
+  return _adam_like(_adam_atan2, hp)

@@ -42,6 +42,8 @@ def unfusable(cfg: mlc.ConfigDict) -> str | None:
   guards = [r for r in parse_remedies(cfg.optimizer.remedies) if REMEDIES.get(r).kind == "guard"]
   if guards:
     return f"the guard remedy {guards[0]} keeps its skip count in the chain's state"
+  if cfg.model.get("parameterization", "standard") != "standard":
+    return "per-layer learning rates follow each optimizer's update rule"
   if int(cfg.diagnostics.every) or cfg.diagnostics.initial == "on":
     return "the sharpness is measured (its preconditioner is the optimizer's own)"
   return None

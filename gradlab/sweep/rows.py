@@ -53,6 +53,8 @@ def summary_rows(chunk: Chunk, traj: Any, axes: Sequence[str], cfg: mlc.ConfigDi
   rows.update({k: v for k, v in chunk.extra.items() if k not in axes})  # e.g. replica,
   # optimizer.<key> (the numbers used, where they differ between rows: grid.make_plan)
   rows["seed"] = chunk.seeds
+  rows["parameterization"] = str(cfg.model.get("parameterization", "standard"))
+  rows["width"] = int(cfg.model.width)  # the model's (static) width
   rows["regime"] = labels
   rows["first_nonfinite_step"] = np.where(first_bad >= 0, first_bad, np.nan)
   rows["explosion_step"] = np.where(explosion >= 0, explosion, np.nan)

@@ -5,8 +5,9 @@ report.md (`gradlab.report`). Modules, by what they draw: `maps` (regime and fin
 maps), `overlays` (the mean-field lines over them), `lr_summary` (largest stable
 learning rate), `boundary` (a boundary search's boundary), `through_time` (RNN gradients
 through time), `ln_depth` (Pre-LN vs Post-LN gradient against depth), `dashboard` (one
-run's diagnostics). They read numbers (`gradlab.results`, `gradlab.panels`,
-`gradlab.diagnostics`) and compute none; nothing below them imports them.
+run's diagnostics), `coord_check` (activation size against width, per parameterization).
+They read numbers (`gradlab.results`, `gradlab.panels`, `gradlab.diagnostics`,
+`gradlab.coord_check`) and compute none; nothing below them imports them.
 """
 
 from gradlab.viz.figures import draw_all

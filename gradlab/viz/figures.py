@@ -6,9 +6,10 @@ import os
 
 from gradlab import results
 from gradlab.registry import ConfigError
+from gradlab.report import lr_transfer as lr_transfer_report
 from gradlab.report import optimizers, write_report
 from gradlab.report import prediction as prediction_report
-from gradlab.viz import canvas, ln_depth, lr_summary, maps, overlays, through_time
+from gradlab.viz import canvas, ln_depth, lr_summary, lr_transfer, maps, overlays, through_time
 
 
 def draw_all(workdir: str) -> dict[str, str]:
@@ -33,6 +34,9 @@ def draw_all(workdir: str) -> dict[str, str]:
                                                      os.path.join(workdir, "stable_lr.png"))
     extra = optimizers.optimizer_section(df, axes) + "\n" + extra
   figures.update(ln_depth.draw(workdir, df, axes))  # depth x ln_position sweeps
+  if lr_transfer_report.applies(axes):  # width x learning-rate sweeps
+    figures.update(lr_transfer.draw(workdir, df, axes))
+    extra = lr_transfer_report.transfer_section(df, axes) + "\n" + extra
   figures.update(through_time.draw(workdir, df))  # sweeps with the RNN probe
   rel = {name: os.path.basename(path) for name, path in figures.items()}
   figures["report"] = write_report(workdir, df, axes, rel, extra=extra)
