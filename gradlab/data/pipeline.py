@@ -86,13 +86,15 @@ class Decoder:
              ) -> tuple[np.ndarray, np.ndarray]:
     """`records` at positions start, start + 1, ... of `segment` (None: evaluation)."""
     xs, ys = [], []
+    # per example (stats shaped for a batch: drop their leading 1), so no segment-sized
+    # float64 temporary; elementwise, so the same numbers as standardizing the stack
+    mean, std = (a[0] if np.ndim(a) else a for a in (self.mean, self.std))
     for k, record in enumerate(records):
       rng = None if segment is None else np.random.default_rng([self.seed, segment, start + k])
       x, y = self.reader.example(record, rng)
-      xs.append(x)
+      xs.append(((x - mean) / std).astype(np.float32))
       ys.append(y)
-    x = np.stack(xs)
-    return ((x - self.mean) / self.std).astype(np.float32), np.stack(ys)
+    return np.stack(xs), np.stack(ys)
 
 
 def fetch(source: Sequence[Any], idx: Sequence[int]) -> list[Any]:
