@@ -149,3 +149,23 @@ def test_recurrent_lane_equals_single_run():
                                alone.model_probes["grad_h_ratio"], rtol=2e-5)
   assert float(lanes.model_probes["grad_h_ratio"][1, 0]) > float(
     lanes.model_probes["grad_h_ratio"][0, 0])
+
+
+def test_through_time_curves_of_different_lengths_align_at_the_last_step():
+  """A sweep over datasets of different sequence lengths (e.g. tone_transcription and
+  librispeech) gives one panel per dataset, and a median over mixed lengths aligns the
+  runs at T instead of failing."""
+  import pandas as pd
+
+  from gradlab.diagnostics.through_time import normalized_median
+  from gradlab.viz.through_time import through_time_figure
+
+  got = normalized_median([np.array([4.0, 2.0, 1.0]), np.array([8.0, 4.0, 2.0]),
+                           np.array([6.0, 1.0]), np.array([np.nan, 1.0, 1.0])])
+  # the NaN run dropped; at t = T-1 the normalized runs give 2, 2 and 6 (median 2); at
+  # t = T-2 only the two longer runs (4, 4)
+  np.testing.assert_allclose(got, [4.0, 2.0, 1.0])
+  df = pd.DataFrame({"run_id": [0, 1], "data.name": ["a", "b"],
+                     "init.spectral_radius": [1.0, 1.0]})
+  fig = through_time_figure(df, {0: np.array([2.0, 1.0]), 1: np.array([4.0, 2.0, 1.0])})
+  assert sorted(ax.get_title() for ax in fig.axes) == ["data.name=a", "data.name=b"]

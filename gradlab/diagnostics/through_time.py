@@ -37,10 +37,20 @@ def init_curves(workdir: str) -> dict[int, np.ndarray]:
 
 
 def normalized_median(curves: list[np.ndarray]) -> np.ndarray:
-  """The median over runs of ||dL/dh_t|| / ||dL/dh_T|| (non-finite runs dropped)."""
-  stack = np.stack([c / c[-1] for c in curves])
-  stack = stack[np.all(np.isfinite(stack), axis=1)]
-  return np.median(stack, axis=0) if len(stack) else np.full(curves[0].shape, np.nan)
+  """The median over runs of ||dL/dh_t|| / ||dL/dh_T|| (non-finite runs dropped). Runs
+  of different lengths T are aligned at their last step (t counted back from T); the
+  longer runs alone make up the earlier steps."""
+  longest = max(len(c) for c in curves)
+  kept = [c / c[-1] for c in curves]
+  kept = [c for c in kept if np.all(np.isfinite(c))]
+  if not kept:
+    return np.full(longest, np.nan)
+  if all(len(c) == longest for c in kept):
+    return np.median(np.stack(kept), axis=0)
+  stack = np.full((len(kept), longest), np.nan)
+  for i, c in enumerate(kept):
+    stack[i, longest - len(c):] = c
+  return np.nanmedian(stack, axis=0)
 
 
 def linear_line(rho: float, steps: int) -> np.ndarray:

@@ -24,7 +24,8 @@ from gradlab.viz import canvas
 from gradlab.viz.canvas import Figure, plt
 
 RHO_KEY = "init.spectral_radius"
-PANEL_KEYS = ("model.name", "data.seq_len", "model.activation", "init.recurrent_family")
+PANEL_KEYS = ("data.name", "model.name", "data.seq_len", "model.activation",
+              "init.recurrent_family")
 FILENAME = "through_time.png"
 
 
