@@ -187,3 +187,29 @@ def test_regime_map_dots_the_cells_whose_replicas_disagree(tmp_path):
     assert "disagree" not in " ".join(t.get_text() for t in one.legends[0].get_texts())
   finally:
     plt.close(one)
+
+
+def test_panel_titles_never_overlap_at_any_grid_size():
+  """Issue 21: a 4-axis map's titles ("model.parameterization=standard, optimizer.name=
+  adam") ran into their neighbours. Each title's rendered bounding box must lie within
+  its own panel's horizontal extent, so no two overlap."""
+  base = _sweep(("sgd", "adam", "lion", "momentum"))
+  frames = []
+  for p in ("standard", "mean_field"):
+    frames.append(base.assign(**{"model.parameterization_long_name": p}))
+  df = pd.concat(frames, ignore_index=True)
+  axes = ["init.sigma_w", "optimizer.learning_rate", "model.parameterization_long_name",
+          "optimizer.name"]
+  fig = maps.regime_figure(df, axes)
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  titled = [ax for ax in fig.axes if ax.get_title()]
+  assert len(titled) == 8
+  boxes = [ax.title.get_window_extent(renderer) for ax in titled]
+  for ax, box in zip(titled, boxes, strict=True):
+    panel = ax.get_window_extent(renderer)
+    assert box.x0 >= panel.x0 - 2 and box.x1 <= panel.x1 + 2, ax.get_title()
+  for i, a in enumerate(boxes):
+    for b in boxes[i + 1:]:
+      assert not a.overlaps(b)
+  plt.close(fig)

@@ -180,6 +180,22 @@ def draw_map_line(ax: Any, line: MapLine, axes: Sequence[str]) -> None:
 # ----------------------------------------------------------------------------- internals
 
 
+TITLE_POINTS = 10.0
+CHAR_WIDTH_EM = 0.6  # a character's width in ems, roughly, in matplotlib's DejaVu Sans
+
+
+def panel_title(title: str, panel_width_in: float) -> tuple[str, float]:
+  """`title` ("a=1, b=2") fitted to a panel `panel_width_in` inches wide: one
+  "key=value" per line when the whole does not fit on one, and a smaller font for a
+  line still too long; (text, font size in points)."""
+  fits = panel_width_in * 72.0 / (CHAR_WIDTH_EM * TITLE_POINTS)
+  parts = title.split(", ")
+  lines = [title] if len(title) <= fits else parts
+  longest = max(len(line) for line in lines)
+  size = TITLE_POINTS if longest <= fits else max(6.0, TITLE_POINTS * fits / longest)
+  return "\n".join(lines), size
+
+
 def _panel_size(n_x: int, n_y: int, strip: bool) -> tuple[float, float]:
   width = float(np.clip(0.3 * n_x + 1.6, 3.2, 6.0))
   height = 1.5 if strip else float(np.clip(0.3 * n_y + 1.4, 2.8, 5.0))
@@ -250,7 +266,8 @@ def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, col
     if k % n_cols != 0:
       ax.set_ylabel("")
     if len(panels) > 1 or title != "all":
-      ax.set_title(title, fontsize=10)
+      text, size = panel_title(title, width)
+      ax.set_title(text, fontsize=size)
     if lines is not None:
       values = {a: rows[a].iloc[0] for a in axes[2:]}
       for map_line in lines(values):
