@@ -140,3 +140,23 @@ def test_jsonable_turns_non_finite_numbers_into_null():
                             "c": np.float32(0.5), "d": np.array(2.0), "e": (True, "x")})
   assert out == {"a": [1.0, None, None], "b": 3, "c": 0.5, "d": 2.0, "e": [True, "x"]}
   json.dumps(out, allow_nan=False)
+
+
+def test_no_python_none_or_nan_in_the_dashboards_text(tiny_run):
+  """Issue 21: the title printed "explosion onset step None (None)". Every title and
+  the suptitle of a run without events say so in words."""
+  import matplotlib.pyplot as plt
+
+  _, diag, _ = tiny_run
+  quiet = {**diag, "onset": {"explosion_step": None, "explosion_layer": None,
+                             "first_nonfinite_step": None, "first_nonfinite_layer": None},
+           "summary": {**diag["summary"], "final_loss": None}}
+  fig = dashboard.dashboard_figure(quiet)
+  texts = [fig._suptitle.get_text(), *(ax.get_title() for ax in fig.axes)]
+  plt.close(fig)
+  assert "no explosion onset, no non-finite value" in texts[0]
+  for text in texts:
+    assert "None" not in text and "nan" not in text.lower(), text
+  assert dashboard.onset_text({"explosion_step": 40, "explosion_layer": "dense_3",
+                               "first_nonfinite_step": -1}) == (
+    "explosion onset at step 40 (dense_3), no non-finite value")

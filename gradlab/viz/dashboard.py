@@ -32,6 +32,11 @@ def _arr(values: Any) -> np.ndarray:
   return np.where(a == None, np.nan, a).astype(float)  # noqa: E711
 
 
+def _number(value: Any) -> str:
+  """A JSON number for a title: 3 significant digits, or "-" (None: non-finite)."""
+  return "-" if value is None or not np.isfinite(float(value)) else f"{float(value):.3g}"
+
+
 def _log_if_positive(ax: Any, *values: np.ndarray) -> None:
   v = np.concatenate([np.ravel(x) for x in values]) if values else np.array([])
   v = v[np.isfinite(v)]
@@ -92,8 +97,8 @@ def _draw_loss(ax: Any, diag: Mapping[str, Any]) -> None:
   if s["chance_loss"] is not None:
     ax.axhline(s["chance_loss"], color="0.6", linestyle=":", label="chance")
   _log_if_positive(ax, loss)
-  ax.set_title(f"loss: {s['initial_loss'] or float('nan'):.3g} -> "
-               f"{s['final_loss'] or float('nan'):.3g} ({s['regime']})", fontsize=10)
+  ax.set_title(f"loss: {_number(s['initial_loss'])} -> {_number(s['final_loss'])} "
+               f"({s['regime']})", fontsize=10)
   ax.set_xlabel("step")
   ax.legend(fontsize=7)
 
@@ -181,14 +186,27 @@ def dashboard_figure(diag: Mapping[str, Any]) -> Figure:
   draw_per_layer(grid[1, 1], diag)
   _draw_signal(grid[1, 2], diag)
   _draw_jacobian(grid[1, 3], diag)
-  p, on = diag["point"], diag["onset"]
+  p = diag["point"]
   fig.suptitle(
     f"{p['model']} depth {p['depth']} width {p['width']} {p['activation']}, "
     f"sigma_w = {p['sigma_w']:.3g}, sigma_b = {p['sigma_b']:.3g}, {p['optimizer']} "
-    f"lr = {p['learning_rate']:.3g}, {p['dataset']}: {diag['summary']['regime']}; explosion "
-    f"onset step {on['explosion_step']} ({on['explosion_layer']}), first non-finite step "
-    f"{on['first_nonfinite_step']} ({on['first_nonfinite_layer']})")
+    f"lr = {p['learning_rate']:.3g}, {p['dataset']}: {diag['summary']['regime']}; "
+    f"{onset_text(diag['onset'])}")
   return fig
+
+
+def onset_text(on: Mapping[str, Any]) -> str:
+  """The dashboard title's events in words: "explosion onset at step 40 (dense_3)",
+  "no explosion onset"; never a Python None."""
+  def event(name: str, step: Any, layer: Any) -> str:
+    if step is None or (isinstance(step, float) and not np.isfinite(step)) or step < 0:
+      return f"no {name}"
+    return f"{name} at step {int(step)}" + (f" ({layer})" if layer not in (None, "") else "")
+
+  explosion = event("explosion onset", on.get("explosion_step"), on.get("explosion_layer"))
+  nonfinite = event("non-finite value", on.get("first_nonfinite_step"),
+                    on.get("first_nonfinite_layer"))
+  return f"{explosion}, {nonfinite}"
 
 
 def write_figures(diag: Mapping[str, Any], workdir: str) -> dict[str, str]:
