@@ -213,3 +213,39 @@ def test_panel_titles_never_overlap_at_any_grid_size():
     for b in boxes[i + 1:]:
       assert not a.overlaps(b)
   plt.close(fig)
+
+
+def test_stable_lr_plot_draws_no_trains_curve_where_nothing_trains():
+  """Issue 21: at a large sigma_w every cell stalls, so 'largest stable lr' was large
+  exactly where nothing trains. The summary now has a 'trains' curve, absent there (a
+  cross instead), beside the 'does not blow up' curve; one panel per optimizer."""
+  from gradlab.report.optimizers import stable_lr
+  from gradlab.viz import lr_summary
+
+  rows = []
+  for opt in ("sgd", "adam"):
+    for sigma in (1.0, 8.0):
+      for lr in (0.01, 0.1, 1.0):
+        regime = ("stalled" if sigma == 8.0 else
+                  "trained" if lr < 1.0 else "diverged")
+        rows.append({"optimizer.name": opt, "init.sigma_w": sigma,
+                     "optimizer.learning_rate": lr, "regime": regime, "seed": 0,
+                     "final_loss": 1.0, "test_accuracy": 0.5})
+  df = pd.DataFrame(rows)
+  axes = ["init.sigma_w", "optimizer.learning_rate", "optimizer.name"]
+  table = stable_lr(df, axes).set_index(["variant", "init.sigma_w"])
+  assert table.loc[("sgd", 1.0), "largest_trained_lr"] == 0.1
+  assert table.loc[("sgd", 1.0), "largest_stable_lr"] == 0.1
+  assert np.isnan(table.loc[("sgd", 8.0), "largest_trained_lr"])
+  assert table.loc[("sgd", 8.0), "largest_stable_lr"] == 1.0
+  fig = lr_summary.stable_lr_figure(df, axes)
+  panels = {ax.get_title(): ax for ax in fig.axes}
+  assert sorted(panels) == ["adam", "sgd"]
+  lines = {ln.get_label(): ln for ln in panels["sgd"].get_lines()}
+  trains = lines["trains"]
+  assert list(trains.get_xdata()) == [1.0, 8.0]
+  assert trains.get_ydata()[0] == 0.1 and np.isnan(trains.get_ydata()[1])
+  assert list(lines["nothing trains"].get_xdata()) == [8.0]
+  assert list(lines["does not blow up"].get_ydata()) == [0.1, 1.0]
+  assert panels["sgd"].get_shared_y_axes().joined(panels["sgd"], panels["adam"])
+  plt.close(fig)

@@ -50,21 +50,29 @@ def with_variant(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
 
 
 def stable_lr(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
-  """Rows (variant, sigma_w, largest_stable_lr); NaN where no learning rate is stable."""
+  """Rows (variant, sigma_w, largest_stable_lr, largest_trained_lr): the largest
+  learning rate whose cell neither explodes nor diverges, and the largest whose cell
+  trains; NaN where none does. A stable cell need not train: at a large sigma_w every
+  cell may be stalled (chaotic), which makes the stable rate large where nothing
+  trains, so the two are reported side by side."""
   d = with_variant(df, axes)
   by = ["variant", SIGMA] if SIGMA in axes else ["variant"]
   cells = d.groupby([*by, LR])["regime"].agg(worst_common_regime).reset_index()
   cells["stable_lr"] = np.where(cells["regime"].isin(STABLE), cells[LR], np.nan)
-  return cells.groupby(by)["stable_lr"].max().reset_index(name="largest_stable_lr")
+  cells["trained_lr"] = np.where(cells["regime"] == "trained", cells[LR], np.nan)
+  out = cells.groupby(by)[["stable_lr", "trained_lr"]].max().reset_index()
+  return out.rename(columns={"stable_lr": "largest_stable_lr",
+                             "trained_lr": "largest_trained_lr"})
 
 
 def optimizer_section(df: pd.DataFrame, axes: Sequence[str]) -> str:
   """Markdown: per variant, fraction trained, best test accuracy, largest stable lr."""
   d = with_variant(df, axes)
   lines = ["## Optimizers", "",
-           "Stable = the cell's regime is trained or stalled (it neither exploded nor "
-           "diverged); the largest stable learning rate is the largest swept learning "
-           "rate whose cell is stable.", ""]
+           "Per variant and sigma_w: the largest swept learning rate whose cell trains "
+           "(regime trained), and the largest whose cell neither explodes nor diverges "
+           "(trained, catapult or stalled: a stalled cell is not exploding, but it does "
+           "not train either); 'none' where no learning rate does.", ""]
   rows = []
   for variant, g in d.groupby("variant", sort=True):
     acc = g["test_accuracy"] if "test_accuracy" in g else pd.Series(dtype=float)
@@ -81,21 +89,22 @@ def optimizer_section(df: pd.DataFrame, axes: Sequence[str]) -> str:
 
 
 def _stable_lr_tables(table: pd.DataFrame, axes: Sequence[str]) -> list[str]:
-  """The largest stable learning rate per variant (and per sigma_w when swept)."""
+  """The largest learning rate that trains / that neither explodes nor diverges, per
+  variant (and per sigma_w when swept)."""
+  def pair(row: pd.Series) -> str:
+    return f"{_lr_text(row['largest_trained_lr'])} / {_lr_text(row['largest_stable_lr'])}"
+
+  heading = ["", "### Largest learning rate that trains / that does not blow up", ""]
   if SIGMA in axes:
     sigmas = sorted(table[SIGMA].unique())
     header = ["variant", *[f"sigma_w={format_value(s)}" for s in sigmas]]
     rows = []
     for variant, g in table.groupby("variant", sort=True):
-      lookup = dict(zip(g[SIGMA], g["largest_stable_lr"], strict=True))
-      rows.append([variant, *[_lr_text(lookup.get(s, np.nan)) for s in sigmas]])
-    return ["", "### Largest stable learning rate per sigma_w", "",
-            *markdown_table(header, rows)]
-  return ["", "### Largest stable learning rate", "",
-          *markdown_table(["variant", "largest stable lr"],
-                          [[v, _lr_text(x)] for v, x in zip(table["variant"],
-                                                            table["largest_stable_lr"],
-                                                            strict=True)])]
+      lookup = {r[SIGMA]: pair(r) for _, r in g.iterrows()}
+      rows.append([variant, *[lookup.get(s, "none / none") for s in sigmas]])
+    return [*heading, *markdown_table(header, rows)]
+  return [*heading, *markdown_table(["variant", "trains / does not blow up"],
+                                    [[r["variant"], pair(r)] for _, r in table.iterrows()])]
 
 
 def _lr_text(value: float) -> str:
