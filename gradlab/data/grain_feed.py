@@ -58,15 +58,18 @@ def _gather_hosts(x: np.ndarray, n: int, processes: int) -> np.ndarray:
 
 
 def grain_segments(source: Sequence[Any], decoder: Decoder, segments: Sequence[np.ndarray],
-                   augment: bool, workers: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                   augment: bool, workers: int, share: bool = False
+                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """The decoded `segments` (index arrays), one (x, y) per segment, read by a grain
-  DataLoader with `workers` processes; in a multi-host run each host decodes its share
-  (`host_share`) and the shares are exchanged."""
+  DataLoader with `workers` processes. With `share` (every host of a multi-host run
+  reading the same segments in lockstep, e.g. one run data-parallel across hosts), each
+  host decodes its share (`host_share`) and the shares are exchanged; a sweep deals
+  whole chunks to hosts instead, each reading its own chunks' segments (share off)."""
   from absl import flags
 
   if not flags.FLAGS.is_parsed():  # grain reads its absl flags; library use never parsed them
     flags.FLAGS.mark_as_parsed()
-  process, processes = jax.process_index(), jax.process_count()
+  process, processes = (jax.process_index(), jax.process_count()) if share else (0, 1)
   items = plan_pieces(segments, augment, process, processes)
   loader = grain.DataLoader(
     data_source=Pieces(source, items),

@@ -16,10 +16,12 @@ segment, position): no draw depends on which process decodes it.
   worker processes (-1: one per host core) decode and augment pieces of `PIECE`
   consecutive examples, ahead of the runner (grain keeps them in order); the main
   process joins each segment's pieces and puts the segment on device while the
-  previous one trains. In a multi-host run each host decodes only its share of every
-  segment (a contiguous 1/P of it) and the hosts exchange decoded shares
-  (`jax.experimental.multihost_utils.process_allgather`), so every host holds the
-  segment that its replicated copy on the mesh needs, having decoded 1/P of it.
+  previous one trains. A multi-host sweep deals the streamed chunks to the hosts
+  (`gradlab.sweep.deal`), each reading its own chunks' segments. For hosts that read
+  the same segments in lockstep (one run data-parallel across hosts),
+  `grain_feed.grain_segments(share=True)` has each host decode a contiguous 1/P of
+  every segment and exchange the shares
+  (`jax.experimental.multihost_utils.process_allgather`).
 
 The in-memory path (``data.stream = 0``: the whole train split on device) stays the
 default for data that fits; ``data.pipeline = 'grain'`` asks for a streamed split.

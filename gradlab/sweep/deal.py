@@ -97,11 +97,16 @@ class DealingExecutor:
 
   def run(self, group: grid.Group) -> list[pd.DataFrame]:
     """Runs every chunk of `group` dealt to this process's devices and writes their
-    rows; returns them. A streamed group runs on the first device alone."""
+    rows; returns them. A streamed group runs on the first device alone; in a
+    multi-host sweep its chunks are dealt to the processes (chunk k to process
+    k mod P), each reading the segments of its own chunks."""
     if not len(group):
       return []
     if int(group.cfg.data.stream):
-      return self.lead.run(group)
+      if jax.process_count() == 1:
+        return self.lead.run(group)
+      me, count = jax.process_index(), jax.process_count()
+      return self.lead.run(group, owned=lambda k: k % count == me)
     size, _ = self.lead.compiled_for(group)  # the one-device chunk size
     mine: collections.deque[grid.Chunk] = collections.deque()
     for k, chunk in enumerate(grid.chunks(group, size)):

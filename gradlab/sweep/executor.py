@@ -255,10 +255,11 @@ class Executor:
       self._from_cache.add(group.index)
     return size, compiled
 
-  def run(self, group: grid.Group) -> list[pd.DataFrame]:
+  def run(self, group: grid.Group, owned: Any = None) -> list[pd.DataFrame]:
     """Runs every point of `group` (padded chunks of the group's size) and writes the
     rows of this process's real lanes; returns those rows. The next chunk is dispatched
-    before the last one is written, so writing overlaps computing."""
+    before the last one is written, so writing overlaps computing. `owned(k)`, when
+    given, picks the chunks (by index) this process runs (a multi-host streamed group)."""
     if not len(group):
       return []
     self._dog.idle()  # building, loading data and compiling are not chunks
@@ -271,7 +272,9 @@ class Executor:
     self._dog.busy()
     written: list[pd.DataFrame] = []
     pending = None
-    for chunk in grid.chunks(group, size):
+    for k, chunk in enumerate(grid.chunks(group, size)):
+      if owned is not None and not owned(k):
+        continue
       out = self.dispatch(compiled, group, chunk)
       if pending is not None:
         written += self.write(group, *pending)
