@@ -298,3 +298,38 @@ def test_a_two_process_grain_sweep_deals_its_chunks_and_merges_to_the_memory_row
   assert names == sorted(results.chunk_name(0, r, "parquet", p) for r, p in
                          [(0, 0), (4, 1)])  # chunk 0 by process 0, chunk 1 by process 1
   _same_results(results.load(wd), results.load(want_wd), rtol=1e-5)
+
+
+SHARED_SEGMENTS = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import jax
+jax.distributed.initialize("127.0.0.1:{port}", num_processes=2, process_id={pid})
+import numpy as np
+from gradlab.data import grain_feed, pipeline, records
+x = np.arange(70 * 3, dtype=np.float32).reshape(70, 3)
+y = np.arange(70, dtype=np.int32)
+source = [{{"x": x[i], "y": y[i]}} for i in range(70)]
+decoder = pipeline.Decoder(records.Preloaded(), np.float32(0), np.float32(1), 0)
+plan = [np.arange(0, 70, 2), np.arange(69, -1, -3)]
+for (got_x, got_y), idx in zip(grain_feed.grain_segments(source, decoder, plan, False, 0,
+                                                         share=True), plan):
+  assert np.array_equal(got_x, x[idx]) and np.array_equal(got_y, y[idx]), idx
+print("ok", jax.process_index())
+"""
+
+
+def test_shared_grain_segments_are_whole_on_every_host(tmp_path):
+  """grain_segments(share=True) across two processes: each decodes its contiguous half
+  of every segment (35 and 24 examples: uneven halves) and after the exchange both hold
+  every example, in order."""
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    script = tmp_path / f"p{pid}.py"
+    script.write_text(SHARED_SEGMENTS.format(repo=REPO, tests=TESTS, port=port, pid=pid))
+    procs.append(subprocess.Popen([sys.executable, str(script)], cwd=REPO, env=_env(1),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+  outs = [p.communicate(timeout=120) for p in procs]
+  for pid, (p, (out, err)) in enumerate(zip(procs, outs, strict=True)):
+    assert p.returncode == 0 and f"ok {pid}" in out, err[-3000:]
