@@ -142,22 +142,29 @@ def _sweep_cmd(*args: str, config: str = "configs/smoke.py") -> list[str]:
   return [sys.executable, "-m", "experiments.sweep", f"--config={config}", "--quiet", *args]
 
 
+def _two_process_sweep(wd: str, config: str, devices: int) -> list[tuple[str, str]]:
+  """Runs `config` as a two-process sweep on 127.0.0.1 (chunks of 4, `devices` CPU
+  devices per process) into `wd`; both must exit 0. Returns (stdout, stderr) of each."""
+  port = _free_port()
+  procs = [subprocess.Popen(
+    _sweep_cmd(f"--workdir={wd}", "--config.sweep.chunk_size=4", "--multihost",
+               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+               config=config),
+    cwd=REPO, env=_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for i in range(2)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs, strict=True):
+    assert p.returncode == 0, err[-3000:]
+  return outs
+
+
 def test_two_processes_merge_to_the_one_process_results(tmp_path, one_device):
   config = tmp_path / "five.py"
   config.write_text(f"import sys\nsys.path.insert(0, {TESTS!r})\n"
                     f"from conftest import tiny_config\n\n\ndef get_config():\n"
                     f"  return tiny_config({AXES!r}, **{SECTIONS!r})\n")
   wd = str(tmp_path / "two")
-  port = _free_port()
-  procs = [subprocess.Popen(
-    _sweep_cmd(f"--workdir={wd}", "--config.sweep.chunk_size=4", "--multihost",
-               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
-               config=str(config)),
-    cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for i in range(2)]
-  outs = [p.communicate(timeout=300) for p in procs]
-  for p, (_, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 0, err[-3000:]
+  outs = _two_process_sweep(wd, str(config), devices=2)
   assert "5 runs" in outs[0][0] and "5 runs" not in outs[1][0]  # process 0 reports
   # chunks of 4 lanes dealt to the devices in process-interleaved order: chunk 0 (runs
   # 0-3) to process 0's first device, chunk 1 (run 4 and 3 padded lanes) to process 1's
@@ -284,16 +291,8 @@ def test_a_two_process_grain_sweep_deals_its_chunks_and_merges_to_the_memory_row
   config.write_text(f"import sys\nsys.path.insert(0, {TESTS!r})\n"
                     f"from conftest import tiny_config\n\n\ndef get_config():\n"
                     f"  return tiny_config({AXES!r}, data={streamed!r}, **{sections!r})\n")
-  wd, port = str(tmp_path / "two"), _free_port()
-  procs = [subprocess.Popen(
-    _sweep_cmd(f"--workdir={wd}", "--config.sweep.chunk_size=4", "--multihost",
-               f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
-               config=str(config)),
-    cwd=REPO, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for i in range(2)]
-  outs = [p.communicate(timeout=300) for p in procs]
-  for p, (_, err) in zip(procs, outs, strict=True):
-    assert p.returncode == 0, err[-3000:]
+  wd = str(tmp_path / "two")
+  _two_process_sweep(wd, str(config), devices=1)
   names = sorted(os.path.basename(p) for p in results.chunk_files(wd))
   assert names == sorted(results.chunk_name(0, r, "parquet", p) for r, p in
                          [(0, 0), (4, 1)])  # chunk 0 by process 0, chunk 1 by process 1

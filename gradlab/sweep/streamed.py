@@ -57,9 +57,9 @@ class StreamedRunner:
 
   def segment_plan(self) -> list[np.ndarray]:
     """The train indices of every segment of a chunk (`stream_lib.segment_indices`)."""
-    n_segments = -(-self.run.n_logs // self.blocks) if self.run.n_logs else 1
+    n_segments = max(1, -(-self.run.n_logs // self.blocks))
     return [stream_lib.segment_indices(self.stream.num_train, self.size, s, self.seed)
-            for s in range(max(n_segments, 1))]
+            for s in range(n_segments)]
 
   def __call__(self, hp: Any, keys: Any) -> Any:
     """The trajectories of one chunk of lanes (global arrays, lanes on 'grid'). The
