@@ -20,7 +20,8 @@ uncertain cells and how many of them sit next to such a boundary.
 
 Numeric axes whose values are log-spaced (`is_log_spaced`) are drawn on a log scale,
 with cells bounded by geometric midpoints (`cell_edges`) so that every cell has the
-same width on the page. String axes are categorical (`AxisSpec`).
+same width on the page; numeric axes spaced unevenly (`is_uneven`) are ordinal, one
+equal cell per value. String axes are categorical (`AxisSpec`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ def is_log_spaced(values: Iterable[float]) -> bool:
   diffs = np.diff(v)
   arithmetic = v.size >= 3 and np.ptp(diffs) <= 1e-6 * np.mean(diffs)
   return bool(v[-1] / v[0] >= 20 and not arithmetic)
+
+
+def is_uneven(values: Iterable[float]) -> bool:
+  """True for three or more distinct finite numbers spaced neither geometrically nor
+  arithmetically (within 10%), e.g. Adam's epsilon 1e-8, 1e-5, 1e-4, 1e-3, 1e-2. A map
+  draws such an axis *ordinal*: one equal cell per value, so a value far from the rest
+  does not get a cell several times taller than the others."""
+  v = np.unique(np.asarray(list(values), dtype=float))
+  if v.size < 3 or not np.all(np.isfinite(v)):
+    return False
+  steps = [np.diff(v)] + ([np.diff(np.log(v))] if v[0] > 0 else [])
+  return not any(np.ptp(d) <= 0.1 * np.mean(d) for d in steps)
 
 
 def cell_edges(values: Iterable[float], log: bool | None = None) -> np.ndarray:
@@ -235,21 +248,36 @@ class AxisSpec:
     )
     if numeric:
       values = np.unique(column.to_numpy(dtype=float))
+      labels = tuple(format_value(v) for v in values)
+      if is_uneven(values):
+        return AxisSpec(tuple(values.tolist()), "ordinal",
+                        np.arange(values.size + 1) - 0.5, labels)
       log = is_log_spaced(values)
-      return AxisSpec(
-        tuple(values.tolist()),
-        "log" if log else "linear",
-        cell_edges(values, log),
-        tuple(format_value(v) for v in values),
-      )
+      return AxisSpec(tuple(values.tolist()), "log" if log else "linear",
+                      cell_edges(values, log), labels)
     labels = tuple(sorted({str(v) for v in column}))
     return AxisSpec(labels, "categorical", np.arange(len(labels) + 1) - 0.5, labels)
 
   @property
   def centers(self) -> np.ndarray:
-    if self.scale == "categorical":
+    if self.scale in ("categorical", "ordinal"):
       return np.arange(len(self.values), dtype=float)
     return np.asarray(self.values, dtype=float)
+
+  def position(self, values: Sequence[float]) -> np.ndarray:
+    """Where numeric `values` sit in the panel's data coordinates: the values themselves
+    on a log or linear axis; on an ordinal axis the fractional cell index, interpolated
+    between neighbouring grid values (in log where every grid value is > 0) and
+    extrapolated from the end cells, so a theory line crosses the cells it should."""
+    v = np.asarray(values, dtype=float)
+    if self.scale != "ordinal":
+      return v
+    ref = np.asarray(self.values, dtype=float)
+    if ref[0] > 0:
+      ref = np.log(ref)
+      v = np.log(np.where(v > 0, v, np.nan))
+    i = np.clip(np.searchsorted(ref, v) - 1, 0, ref.size - 2)
+    return i + (v - ref[i]) / (ref[i + 1] - ref[i])
 
   def index(self, column: pd.Series) -> np.ndarray:
     """Position of each entry of `column` among `values`."""

@@ -76,6 +76,9 @@ from gradlab.losses import cross_entropy_chance
 REGIMES: tuple[str, ...] = ("trained", "catapult", "stalled", "exploding", "diverged")
 REGIME_ORDER: tuple[str, ...] = REGIMES
 """Regimes from best to worst; ties in a cell go to the later (worse) one."""
+# A run that ended trained, with or without a recovered spike on the way
+# (recommendation, stable-lr tables: "the largest learning rate that trains").
+TRAINS: tuple[str, ...] = ("trained", "catapult")
 # A run that neither exploded nor diverged (stable-lr tables, boundary search).
 STABLE: tuple[str, ...] = ("trained", "catapult", "stalled")
 # Labels whose runs report explosion_step / explosion_layer (a spike, a blow-up).

@@ -3,8 +3,8 @@
 A *variant* is one combination of the swept chain keys (optimizer name, remedies,
 schedule, clip threshold), e.g. "adam" or "adam | optimizer.remedies=global_norm".
 A cell (variant, sigma_w, learning rate) is *stable* when its most common regime
-(ties to the worse, as on the regime map) is ``trained`` or ``stalled``: it neither
-exploded nor diverged. The *largest stable learning rate* of a variant at a sigma_w is
+(ties to the worse, as on the regime map) is ``trained``, ``catapult`` or ``stalled``:
+it neither exploded nor diverged. The *largest stable learning rate* of a variant at a sigma_w is
 the largest learning rate of the grid whose cell is stable (`stable_lr`; drawn by
 `gradlab.viz.lr_summary.stable_lr_plot`).
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.panels import format_value
-from gradlab.regimes import STABLE, worst_common_regime
+from gradlab.regimes import STABLE, TRAINS, worst_common_regime
 from gradlab.report.markdown import markdown_table
 
 LR = "optimizer.learning_rate"
@@ -59,31 +59,22 @@ def stable_lr(df: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
   by = ["variant", SIGMA] if SIGMA in axes else ["variant"]
   cells = d.groupby([*by, LR])["regime"].agg(worst_common_regime).reset_index()
   cells["stable_lr"] = np.where(cells["regime"].isin(STABLE), cells[LR], np.nan)
-  cells["trained_lr"] = np.where(cells["regime"] == "trained", cells[LR], np.nan)
+  cells["trained_lr"] = np.where(cells["regime"].isin(TRAINS), cells[LR], np.nan)
   out = cells.groupby(by)[["stable_lr", "trained_lr"]].max().reset_index()
   return out.rename(columns={"stable_lr": "largest_stable_lr",
                              "trained_lr": "largest_trained_lr"})
 
 
 def optimizer_section(df: pd.DataFrame, axes: Sequence[str]) -> str:
-  """Markdown: per variant, fraction trained, best test accuracy, largest stable lr."""
-  d = with_variant(df, axes)
+  """Markdown: per variant (and sigma_w), the largest learning rate that trains and the
+  largest that does not blow up. The ranking of the variants opens report.md
+  (`gradlab.report.recommendation`)."""
   lines = ["## Optimizers", "",
            "Per variant and sigma_w: the largest swept learning rate whose cell trains "
-           "(regime trained), and the largest whose cell neither explodes nor diverges "
-           "(trained, catapult or stalled: a stalled cell is not exploding, but it does "
-           "not train either); 'none' where no learning rate does.", ""]
-  rows = []
-  for variant, g in d.groupby("variant", sort=True):
-    acc = g["test_accuracy"] if "test_accuracy" in g else pd.Series(dtype=float)
-    if acc.notna().any():
-      best = g.loc[acc.idxmax()]
-      where = ", ".join(f"{k}={format_value(best[k])}" for k in (SIGMA, LR) if k in axes)
-      best_text = f"{best['test_accuracy']:.4f} ({where})"
-    else:
-      best_text = "n/a"
-    rows.append([variant, f"{(g['regime'] == 'trained').mean():.2f}", best_text, len(g)])
-  lines += markdown_table(["variant", "fraction trained", "best test accuracy", "runs"], rows)
+           "(regime trained or catapult: it ended trained), and the largest whose cell "
+           "neither explodes nor diverges (trained, catapult or stalled: a stalled cell is "
+           "not exploding, but it does not train either); 'none' where no learning rate "
+           "does.", ""]
   lines += _stable_lr_tables(stable_lr(df, axes), axes)
   return "\n".join(lines) + "\n"
 
@@ -94,7 +85,7 @@ def _stable_lr_tables(table: pd.DataFrame, axes: Sequence[str]) -> list[str]:
   def pair(row: pd.Series) -> str:
     return f"{_lr_text(row['largest_trained_lr'])} / {_lr_text(row['largest_stable_lr'])}"
 
-  heading = ["", "### Largest learning rate that trains / that does not blow up", ""]
+  heading = ["### Largest learning rate that trains / that does not blow up", ""]
   if SIGMA in axes:
     sigmas = sorted(table[SIGMA].unique())
     header = ["variant", *[f"sigma_w={format_value(s)}" for s in sigmas]]

@@ -1,8 +1,9 @@
 """report.md: a sweep's results in one readable page.
 
-`write_report` writes WORKDIR/report.md with the number of runs, the swept axes and
-their values, regime counts and fractions per panel (a panel is one combination of
-values of `axes[2:]`, as in `gradlab.panels`), where cells hold several runs
+`write_report` writes WORKDIR/report.md with the number of runs, for a sweep with an
+optimizer or remedy axis which variant to choose (`gradlab.report.recommendation`), the
+swept axes and their values, regime counts and fractions per panel (a panel is one
+combination of values of `axes[2:]`, as in `gradlab.panels`), where cells hold several runs
 (``sweep.replicas``) how many cells are uncertain and whether they sit next to a
 boundary (`gradlab.panels.agreement_summary`), the best test accuracy per panel with
 the axis values that reached it, the LR sensitivity (`gradlab.report.sensitivity`),
@@ -27,7 +28,7 @@ from gradlab.panels import (
   split_panels,
 )
 from gradlab.regimes import REGIME_ORDER, check_regimes
-from gradlab.report import sensitivity
+from gradlab.report import recommendation, sensitivity
 from gradlab.report.markdown import markdown_table
 
 MAX_LISTED_VALUES = 12
@@ -57,6 +58,7 @@ def write_report(
     "",
     f"**Runs:** {len(df)}",
     "",
+    *recommendation.section(df, axes),
     *_axes_section(df, axes),
     *_regime_sections(panels),
     *_agreement_section(df, axes),

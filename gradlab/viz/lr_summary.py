@@ -4,8 +4,9 @@ that neither explodes nor diverges, against sigma_w.
 Small multiples: one panel per optimizer (the first part of a variant's name), the
 other chain keys (remedies, clip, schedule) as line styles within it, one shared
 y axis, so no line hides another. Two curves per variant, named for what they are: the
-largest learning rate whose cell *trains* (solid) and the largest whose cell does not
-blow up (dashed; trained, catapult or stalled). Where no learning rate trains, a cross
+largest learning rate whose cell *trains* (wide pale solid; trained or catapult) and
+the largest whose cell does not blow up (thin dashed on top; trained, catapult or
+stalled), so where they coincide both show. Where no learning rate trains, a cross
 sits at the bottom of the panel. The numbers are `gradlab.report.optimizers.stable_lr`.
 """
 
@@ -57,10 +58,12 @@ def stable_lr_figure(df: pd.DataFrame, axes: Sequence[str]) -> canvas.Figure:
       label = f" ({tail or 'as is'})" if len(tails) > 1 else ""
       trains = g["largest_trained_lr"].to_numpy(float)
       safe = g["largest_stable_lr"].to_numpy(float)
-      ax.plot(xs, trains, "-", marker=marker, ms=4, color="tab:green",
-              label=f"trains{label}")
-      ax.plot(xs, safe, "--", marker=marker, ms=4, color="tab:red", mfc="none",
-              label=f"does not blow up{label}")
+      # The "trains" curve is wide and pale beneath the thin dashed one, so where the
+      # two coincide (every stable cell trains) both stay visible.
+      ax.plot(xs, trains, "-", marker=marker, ms=7, lw=4.0, alpha=0.45, color="tab:green",
+              zorder=2, label=f"trains{label}")
+      ax.plot(xs, safe, "--", marker=marker, ms=4, lw=1.2, color="tab:red", mfc="none",
+              zorder=3, label=f"does not blow up{label}")
       none = ~np.isfinite(trains)
       if none.any():
         ax.plot(xs[none], np.full(none.sum(), bottom), "x", color="tab:green", ms=7,

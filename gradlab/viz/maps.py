@@ -143,7 +143,7 @@ def final_loss_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | Non
   )
   if not finite.empty:
     bar = fig.colorbar(meshes[0], ax=fig.axes, shrink=0.9, pad=0.02)
-    bar.set_label(f"final loss (median over seeds, log scale); {NONFINITE_COLOR} = non-finite")
+    bar.set_label("final loss (median over seeds, log scale)")
   handles = [Patch(facecolor=NONFINITE_COLOR, edgecolor="0.4", label="non-finite\n(diverged)")]
   if missing:
     handles.append(Patch(facecolor=MISSING_COLOR, edgecolor="0.4", label="no run"))
@@ -154,22 +154,28 @@ def final_loss_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | Non
   return fig
 
 
-def draw_map_line(ax: Any, line: MapLine, axes: Sequence[str]) -> None:
+def draw_map_line(ax: Any, line: MapLine, axes: Sequence[str],
+                  specs: Sequence[AxisSpec | None] = (None, None)) -> None:
   """Draws one `MapLine` on a panel whose x is axes[0] and y axes[1] (none for a strip),
-  keeping the panel's limits."""
+  keeping the panel's limits; `specs` (x, y) place values on ordinal axes
+  (`AxisSpec.position`)."""
   x_key, y_key = axes[0], (axes[1] if len(axes) > 1 else None)
   keys = list(line.coords)
   style = dict(color=line.color, linestyle=line.linestyle, linewidth=2.0, label=line.label)
   limits = ax.get_xlim(), ax.get_ylim()
+
+  def at(k: int, key: str) -> np.ndarray:
+    v = np.asarray(line.coords[key], float)
+    return v if specs[k] is None else specs[k].position(v)
+
   if keys == [x_key]:
-    for v in line.coords[x_key]:
+    for v in at(0, x_key):
       ax.axvline(float(v), **style)
   elif keys == [y_key]:
-    for v in line.coords[y_key]:
+    for v in at(1, y_key):
       ax.axhline(float(v), **style)
   elif y_key is not None and set(keys) == {x_key, y_key}:
-    ax.plot(np.asarray(line.coords[x_key], float), np.asarray(line.coords[y_key], float),
-            **style)
+    ax.plot(at(0, x_key), at(1, y_key), **style)
   else:
     raise ValueError(f"line '{line.label}' is over {keys}, not over the map axes "
                      f"{list(axes[:2])}")
@@ -271,7 +277,7 @@ def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, col
     if lines is not None:
       values = {a: rows[a].iloc[0] for a in axes[2:]}
       for map_line in lines(values):
-        draw_map_line(ax, map_line, axes)
+        draw_map_line(ax, map_line, axes, (x_spec, None if strip else y_spec))
   return fig, any_missing, meshes
 
 
