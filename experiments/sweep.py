@@ -5,8 +5,9 @@
         --config.train.steps=200 --axis=init.sigma_w=geom:0.5:4:6
 
 Writes WORKDIR/results/*.parquet, WORKDIR/trajectories/*.npz, WORKDIR/config.json,
-WORKDIR/regime_map.png, WORKDIR/final_loss.png and WORKDIR/report.md. Rerunning into
-the same workdir skips the runs already written.
+WORKDIR/regime_map.png, WORKDIR/final_loss.png, WORKDIR/report.md and WORKDIR/index.html
+(the interactive explorer; rewritten while the sweep runs, marked partial until it
+ends). Rerunning into the same workdir skips the runs already written.
 
 Boundary search instead of a dense grid (writes boundary.csv, boundary.json and
 boundary.png, over the dense map of --dense when given):
@@ -64,8 +65,13 @@ def _main() -> int:
   elif lead:
     print(f"gradlab boundary search along {cfg.sweep.boundary_axis} -> {workdir}", flush=True)
   run_mode = MODES[cfg.sweep.mode]  # the plan validated sweep.mode
+  live = None
+  if lead and not boundary:
+    from gradlab.viz.explorer.live import LiveIndex
+
+    live = LiveIndex(workdir)  # index.html while the sweep runs
   stats = run_mode(cfg, plan, workdir, progress=not _QUIET.value,
-                   resume=_SCALING["resume"].value)
+                   resume=_SCALING["resume"].value, on_chunk=live)
   if not lead:
     return 0
   done = (f"{stats.n_points} runs ({stats.n_skipped} already done) in {stats.n_groups} groups, "

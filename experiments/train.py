@@ -10,8 +10,13 @@ works too: its sweep axes are IGNORED, with a note printed and kept in diagnosti
 is set to `train.log_every` when it is 0, so every diagnostic is measured.
 
 Writes WORKDIR/diagnostics.json (`gradlab.diagnose.diagnose`; keys in
-docs/diagnostics.md), and WORKDIR/dashboard.png, WORKDIR/per_layer.png and
-WORKDIR/sharpness.png (`gradlab.viz.dashboard`). Bad input is one line on stderr and exit status 2.
+docs/diagnostics.md), WORKDIR/dashboard.png, WORKDIR/per_layer.png and
+WORKDIR/sharpness.png (`gradlab.viz.dashboard`), and always TensorBoard event files in
+WORKDIR/tensorboard (`gradlab.tensorboard.write_run`: loss, gradient norm, per-layer
+gradient norms and update ratios, sharpness and its threshold as scalars, histograms of
+each layer's gradient entries at the logged steps; `diagnostics.grad_histograms` is turned
+on; docs/tensorboard.md), for `tensorboard --logdir WORKDIR/tensorboard`. Bad input is
+one line on stderr and exit status 2.
 
     python -m experiments.train --config=configs/edge_of_stability.py --workdir=runs/eos \
         --checkpoint_every=500
@@ -52,7 +57,7 @@ def _checkpointed(cfg, dataset, directory: str, every: int):
 
 
 def _main() -> int:
-  from gradlab import diagnose, results
+  from gradlab import diagnose, results, tensorboard
   from gradlab.data import load_dataset
   from gradlab.train import train_one
   from gradlab.viz import dashboard
@@ -77,6 +82,8 @@ def _main() -> int:
   os.makedirs(workdir, exist_ok=True)
   results.write_json(os.path.join(workdir, DIAGNOSTICS_FILE), diag)
   paths = dashboard.write_figures(diag, workdir)
+  logdir = os.path.join(workdir, tensorboard.TENSORBOARD_DIR)
+  events = tensorboard.write_run(diag, logdir)
   s, sh, init = diag["summary"], diag["sharpness"], diag["init"]
   print(f"regime {s['regime']}: loss {s['initial_loss']} -> {s['final_loss']}; onset "
         f"{diag['onset']}")
@@ -85,7 +92,9 @@ def _main() -> int:
           f"layers), mean field {init['chi_1_theory']}")
   print(f"sharpness: max {sh['max_ratio_to_threshold']} x threshold "
         f"{sh['formula']} = {sh['threshold']}")
-  print(f"wrote {os.path.join(workdir, DIAGNOSTICS_FILE)}, " + ", ".join(paths.values()))
+  print(f"wrote {os.path.join(workdir, DIAGNOSTICS_FILE)}, " + ", ".join(paths.values())
+        + f", {events}")
+  print(f"TensorBoard: tensorboard --logdir {logdir}  (pip install tensorboard to view)")
   return 0
 
 

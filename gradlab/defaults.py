@@ -23,7 +23,9 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
   for losses with a catapult window, `gradlab.prediction.CATAPULT_MAX`), power_iters (the power
   iteration's MAXIMUM iterations) and power_tol (it stops when the estimate's relative
   change between iterations is at most this; each measurement records its iterations
-  and whether it converged; 0 = always run power_iters, never flagged converged)
+  and whether it converged; 0 = always run power_iters, never flagged converged),
+  grad_histograms (record per-layer histograms of the gradient entries at every logged
+  step, `gradlab.probes.grad_histogram`; experiments.train turns it on for TensorBoard)
 - ``sweep``: axes (dotted key -> list of values); chunk_size (lanes per compiled call;
   0 = chosen from memory_budget); memory_budget (bytes per device; 0 = half the device's
   memory); keep_trajectories (False: result rows only); compile_cache ('' =
@@ -38,7 +40,9 @@ that belong to the run rather than to a family, then freezes the result as `SCHE
   optimization level for the run programs on the CPU, 0-3: 1 compiles about 40% faster
   than XLA's default 3 and trains bit for bit the same; `gradlab.compile_options`);
   fuse_optimizers (groups that differ only in optimizer.name share one compiled program,
-  each lane picking its optimizer: `gradlab.optim.fused`)
+  each lane picking its optimizer: `gradlab.optim.fused`); tensorboard (after each chunk's
+  rows are written, one TensorBoard HParams session per run in WORKDIR/tensorboard:
+  `gradlab.tensorboard.write_sweep_hparams`)
 - ``mesh``: data (devices on the mesh's 'data' axis: data parallelism inside one run;
   the rest carry lanes on the 'grid' axis; 1 = all devices on 'grid')
 
@@ -88,23 +92,26 @@ config.register_keys(
 INITIAL_SHARPNESS = ("auto", "on", "off")
 
 
-def _check_initial(point: Mapping[str, Any]) -> None:
-  """diagnostics.initial is one of INITIAL_SHARPNESS."""
+def _check_diagnostics(point: Mapping[str, Any]) -> None:
+  """diagnostics.initial is one of INITIAL_SHARPNESS; grad_histograms is true or false."""
   if point["diagnostics.initial"] not in INITIAL_SHARPNESS:
     raise ConfigError(f"config key 'diagnostics.initial' is '{point['diagnostics.initial']}'"
                       f"; known: {', '.join(INITIAL_SHARPNESS)}")
+  if not isinstance(point["diagnostics.grad_histograms"], bool):
+    raise ConfigError(f"config key 'diagnostics.grad_histograms' takes true/false, got "
+                      f"{point['diagnostics.grad_histograms']!r}")
 
 
 config.register_keys("diagnostics", dict(every=0, power_iters=100, power_tol=1e-3,
-                                         initial="auto"),
+                                         initial="auto", grad_histograms=False),
                      family="diagnostics", positive=("power_iters",),
-                     non_negative=("power_tol",), check=_check_initial)
+                     non_negative=("power_tol",), check=_check_diagnostics)
 config.register_keys(
   "sweep",
   dict(chunk_size=0, memory_budget=0.0, keep_trajectories=True, compile_cache="",
        mode="grid", boundary_axis="optimizer.learning_rate", boundary_rounds=6,
        dense_workdir="", replicas=1, chunk_timeout_s=0.0, cpu_opt_level=1,
-       fuse_optimizers=False),
+       fuse_optimizers=False, tensorboard=False),
   family="sweep", positive=("replicas",), non_negative=("chunk_timeout_s",))
 config.register_keys("mesh", dict(data=1), family="mesh")
 

@@ -13,7 +13,8 @@ ratios, the sharpness trace with its optimizer's threshold, the explosion onset 
 first non-finite step and layer (`gradlab.diagnostics.run_summary.summarize_run`).
 
 Keys of the dict (non-finite numbers are JSON null): config, notes, point, summary,
-curves, sharpness, onset, init. See docs/diagnostics.md for each field.
+curves, sharpness, onset, init, and grad_histograms (per-layer histograms of the gradient
+entries at the logged steps, `grad_histograms`). See docs/diagnostics.md for each field.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 
+from gradlab import probes
 from gradlab.config import copy_config, flatten, make_axes, to_dict
 from gradlab.diagnostics import mean_field
 from gradlab.diagnostics.run_summary import (
@@ -46,8 +48,9 @@ SIGNAL_EXAMPLES = 256  # inputs the init-time signal statistics average over
 
 def prepare_config(cfg: mlc.ConfigDict) -> tuple[mlc.ConfigDict, list[str]]:
   """A copy of `cfg` for one diagnostic run, and notes on what was changed: sweep axes
-  dropped (the run is the config's own point), ``train.layer_probes`` on, and
-  ``diagnostics.every`` set to ``train.log_every`` when 0, unset optimizer numbers
+  dropped (the run is the config's own point), ``train.layer_probes`` and
+  ``diagnostics.grad_histograms`` on, ``diagnostics.every`` set to ``train.log_every``
+  when 0, unset optimizer numbers
   resolved (`gradlab.optim.resolve_point`). Validated like a sweep point (one
   ConfigError naming the bad key)."""
   out, notes = copy_config(cfg), []
@@ -58,6 +61,9 @@ def prepare_config(cfg: mlc.ConfigDict) -> tuple[mlc.ConfigDict, list[str]]:
   if not out.train.layer_probes:
     out.train.layer_probes = True
     notes.append("train.layer_probes turned on")
+  if not out.diagnostics.grad_histograms:
+    out.diagnostics.grad_histograms = True
+    notes.append("diagnostics.grad_histograms turned on (per-layer gradient histograms)")
   if int(out.diagnostics.every) <= 0:
     out.diagnostics.every = int(out.train.log_every)
     notes.append(f"diagnostics.every was 0; set to train.log_every = {out.train.log_every}")
@@ -141,4 +147,18 @@ def diagnose(cfg: mlc.ConfigDict, dataset: Any, notes: list[str] | None = None,
     notes.append(f"signal propagation and mean-field parts skipped: model "
                  f"'{cfg.model.name}' is not an MLP")
   out["init"] = init
+  if traj.grad_histogram is not None:
+    out["grad_histograms"] = grad_histograms(traj, layer_names)
   return jsonable(out)
+
+
+def grad_histograms(traj: Trajectory, layer_names: list[str]) -> dict[str, Any]:
+  """The per-layer gradient histograms of a run with ``diagnostics.grad_histograms``
+  (`gradlab.probes.grad_histogram`) as the diagnostics' 'grad_histograms' section:
+  `edges` (the bucket edges: bucket b holds edges[b-1] < g <= edges[b], the first and
+  last are open), `step`, `layer_names`, and per logged step and layer `counts` (steps x
+  layers x buckets), `min`, `max`, `sum` of the entries (NaN entries left out)."""
+  h = traj.grad_histogram
+  return {"edges": probes.GRAD_HIST_EDGES.astype(np.float64), "step": np.asarray(traj.step),
+          "layer_names": list(layer_names), "counts": np.asarray(h.counts),
+          "min": np.asarray(h.min), "max": np.asarray(h.max), "sum": np.asarray(h.sum)}

@@ -230,6 +230,21 @@ def split_panels(df: pd.DataFrame, axes: Sequence[str]) -> list[tuple[str, pd.Da
   return panels
 
 
+def fractional_index(grid: Sequence[float], values: Sequence[float], log: bool) -> np.ndarray:
+  """Positions of `values` on a row of cells centred on 0, 1, ..., n-1, one per sorted
+  `grid` value: linear between neighbouring grid values (in log when `log`; values <= 0
+  then give NaN), extrapolated from the end cells; all 0 for a one-value grid."""
+  v = np.asarray(values, dtype=float)
+  ref = np.asarray(grid, dtype=float)
+  if ref.size == 1:
+    return np.zeros_like(v)
+  if log:
+    ref = np.log(ref)
+    v = np.log(np.where(v > 0, v, np.nan))
+  i = np.clip(np.searchsorted(ref, v) - 1, 0, ref.size - 2)
+  return i + (v - ref[i]) / (ref[i + 1] - ref[i])
+
+
 @dataclass(frozen=True)
 class AxisSpec:
   """How one axis is laid out: sorted distinct values, scale, cell edges, tick labels."""
@@ -269,15 +284,10 @@ class AxisSpec:
     on a log or linear axis; on an ordinal axis the fractional cell index, interpolated
     between neighbouring grid values (in log where every grid value is > 0) and
     extrapolated from the end cells, so a theory line crosses the cells it should."""
-    v = np.asarray(values, dtype=float)
     if self.scale != "ordinal":
-      return v
-    ref = np.asarray(self.values, dtype=float)
-    if ref[0] > 0:
-      ref = np.log(ref)
-      v = np.log(np.where(v > 0, v, np.nan))
-    i = np.clip(np.searchsorted(ref, v) - 1, 0, ref.size - 2)
-    return i + (v - ref[i]) / (ref[i + 1] - ref[i])
+      return np.asarray(values, dtype=float)
+    return fractional_index(self.values, values, log=self.values[0] > 0)
+
 
   def index(self, column: pd.Series) -> np.ndarray:
     """Position of each entry of `column` among `values`."""

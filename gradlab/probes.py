@@ -11,6 +11,8 @@ Three pieces, each a pure function over pytrees:
   the thresholds of a `TrackRule`.
 - sown values: what a model sows into its 'intermediates' collection, read back as
   per-layer finite flags (`sown_flag`) and ``probe_<name>`` vectors (`sown_probes`).
+- `grad_histogram`: per-layer histograms of a logged step's gradient entries over fixed
+  signed log-spaced bins (``diagnostics.grad_histograms``; TensorBoard's histograms).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gradlab import regimes
@@ -64,6 +67,52 @@ def measure(loss: jax.Array, grads: Any, params: Any, updates: Any,
     "update_norm": update_norm,
     "finite": jnp.isfinite(loss) & all_finite(grads),
   }
+
+
+# Bucket edges of `grad_histogram`: 0 and +-10^(k/4) for k = -40..24 (1e-10 .. 1e6, four
+# per decade), as float32 (the values compared in the scan). Bucket b holds the entries
+# g with edges[b-1] < g <= edges[b]; the first bucket is (-inf, edges[0]], the last
+# (edges[-1], inf). Read-only.
+GRAD_HIST_PER_DECADE = 4
+GRAD_HIST_DECADES = (-10, 6)
+_MAGNITUDES = 10.0 ** (np.arange(GRAD_HIST_DECADES[0] * GRAD_HIST_PER_DECADE,
+                                 GRAD_HIST_DECADES[1] * GRAD_HIST_PER_DECADE + 1)
+                       / GRAD_HIST_PER_DECADE)
+GRAD_HIST_EDGES: np.ndarray = np.concatenate([-_MAGNITUDES[::-1], [0.0], _MAGNITUDES]
+                                             ).astype(np.float32)
+GRAD_HIST_EDGES.setflags(write=False)
+
+
+class GradHistogram(NamedTuple):
+  """Per-layer histograms of one step's gradient entries (all leaves of each named
+  top-level sub-tree) over `GRAD_HIST_EDGES`; NaN entries are left out, so each row of
+  `counts` sums to the layer's parameter count less its NaN entries. With a leading
+  n_logs axis in `gradlab.train.Trajectory.grad_histogram`."""
+
+  counts: jax.Array  # (L, len(GRAD_HIST_EDGES) + 1) int32
+  min: jax.Array     # (L,) smallest non-NaN entry (inf: none)
+  max: jax.Array     # (L,) largest non-NaN entry (-inf: none)
+  sum: jax.Array     # (L,) sum of the non-NaN entries
+
+
+def grad_histogram(grads: Any, layer_names: Sequence[str]) -> GradHistogram:
+  """The `GradHistogram` of `grads` per layer of `layer_names` (rows in that order)."""
+  edges = jnp.asarray(GRAD_HIST_EDGES)
+  rows = [_layer_histogram(grads[name], edges) for name in layer_names]
+  if not rows:
+    return GradHistogram(jnp.zeros((0, edges.shape[0] + 1), jnp.int32),
+                         *(jnp.zeros((0,), jnp.float32) for _ in range(3)))
+  return GradHistogram(*(jnp.stack(column) for column in zip(*rows, strict=True)))
+
+
+def _layer_histogram(tree: Any, edges: jax.Array) -> tuple[jax.Array, ...]:
+  """(counts, min, max, sum) of every entry of every leaf of `tree`, NaNs left out."""
+  g = jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree.leaves(tree)])
+  kept = ~jnp.isnan(g)
+  bucket = jnp.searchsorted(edges, g, side="left")  # edges[b-1] < g <= edges[b]
+  counts = jnp.zeros(edges.shape[0] + 1, jnp.int32).at[bucket].add(kept.astype(jnp.int32))
+  return (counts, jnp.min(jnp.where(kept, g, jnp.inf)), jnp.max(jnp.where(kept, g, -jnp.inf)),
+          jnp.sum(jnp.where(kept, g, 0.0)))
 
 
 OnsetTracker = onset_lib.OnsetTracker

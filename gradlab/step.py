@@ -85,6 +85,7 @@ class Static(NamedTuple):
   augment: Callable[[jax.Array, jax.Array], jax.Array] | None  # None: data.augment='none'
   batch_constraint: Callable[[jax.Array], jax.Array] | None
   compute_dtype: Any = jnp.float32  # train.precision (gradlab.precision)
+  grad_histograms: bool = False  # diagnostics.grad_histograms (`probes.grad_histogram`)
 
 
 class Lane(NamedTuple):
@@ -142,7 +143,8 @@ def make_static(cfg: mlc.ConfigDict, num_classes: int,
     initial_sharpness=measures_initial_sharpness(cfg, task),
     adam_preconditioned=cfg.optimizer.name in ADAM_PRECONDITIONED, sampler=task.sampler,
     augment=AUGMENTATIONS.get(cfg.data.augment) if cfg.data.augment != "none" else None,
-    batch_constraint=batch_constraint, compute_dtype=compute_dtype(cfg.train.precision))
+    batch_constraint=batch_constraint, compute_dtype=compute_dtype(cfg.train.precision),
+    grad_histograms=bool(cfg.diagnostics.grad_histograms))
 
 
 def measures_initial_sharpness(cfg: mlc.ConfigDict, task: Task) -> bool:
@@ -263,10 +265,13 @@ def train_step(static: Static, lane: Lane, carry: Carry, step: jax.Array,
 
 
 def _probe_record(static: Static, operands: tuple[Any, ...]) -> dict[str, Any]:
-  """`gradlab.probes.measure` of a step and its model probes (sown values and the
-  model's `probe_fn`) under 'model_probes'."""
+  """`gradlab.probes.measure` of a step, its model probes (sown values and the model's
+  `probe_fn`) under 'model_probes', and with ``diagnostics.grad_histograms`` the
+  per-layer gradient histograms (`gradlab.probes.grad_histogram`) under 'grad_histogram'."""
   loss, grads, params, updates, sown, state, xb, yb, grad_norms = operands
   record = probes.measure(loss, grads, params, updates, static.probed_layers, grad_norms)
+  if static.grad_histograms:
+    record["grad_histogram"] = probes.grad_histogram(grads, static.layer_names)
   extra = dict(sown)
   if static.spec.probe_fn is not None:
     extra.update(static.spec.probe_fn({"params": params, **state}, xb, yb, static.objective))

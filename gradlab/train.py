@@ -93,6 +93,9 @@ class Trajectory(NamedTuple):
   preconditioned_sharpness_converged: jax.Array  # preconditioned one (0 / False: none)
   tracker: probes.Tracker
   onset: probes.OnsetTracker     # explosion onset and first non-finite layer
+  grad_histogram: probes.GradHistogram | None = None  # (n_logs, n_layers, ...) per-layer
+                                 # gradient histograms at the logged steps with
+                                 # diagnostics.grad_histograms; None without
 
 
 class Run(NamedTuple):

@@ -43,7 +43,7 @@ def tiny_run(tmp_path_factory):
 def test_train_writes_the_documented_diagnostics(tiny_run):
   wd, diag, stdout = tiny_run
   assert set(diag) == {"config", "notes", "point", "summary", "curves", "sharpness", "onset",
-                       "init"}
+                       "init", "grad_histograms"}
   assert "sweep axes ignored" in stdout and any("sweep axes ignored" in n for n in diag["notes"])
   assert diag["config"]["sweep"]["axes"] == {}  # the single point that ran
   assert diag["config"]["init"]["sigma_w"] == SIGMA_W
@@ -160,3 +160,17 @@ def test_no_python_none_or_nan_in_the_dashboards_text(tiny_run):
   assert dashboard.onset_text({"explosion_step": 40, "explosion_layer": "dense_3",
                                "first_nonfinite_step": -1}) == (
     "explosion onset at step 40 (dense_3), no non-finite value")
+
+
+def test_layer_axes_tick_whole_layers(tiny_run):
+  """Hidden layers are whole numbers: the layer axes of the dashboard used to tick at
+  0.25, 0.5, ... for a 3-layer network."""
+  import matplotlib.pyplot as plt
+
+  _, diag, _ = tiny_run
+  fig = dashboard.dashboard_figure(diag)
+  layer_axes = [ax for ax in fig.axes if ax.get_xlabel() == "hidden layer l"]
+  ticks = [t for ax in layer_axes for t in ax.get_xticks()]
+  plt.close(fig)
+  assert len(layer_axes) == 2 and ticks
+  assert all(float(t).is_integer() for t in ticks), ticks

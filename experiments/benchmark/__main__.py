@@ -4,6 +4,7 @@
     python -m experiments.benchmark --preset=default --fuse_optimizers
     python -m experiments.benchmark --preset=input             # the grain input pipeline
     python -m experiments.benchmark --preset=lanes             # ResNet-50 lanes, remat
+    python -m experiments.benchmark --preset=explorer --explorer_workdirs=runs/a,runs/b
     scripts/gpu_benchmark.sh                                   # on a GPU
 
 For each preset, in ONE process and one after another on the same grid: (1) gradlab's
@@ -16,7 +17,9 @@ sweep, it gives JAX one CPU device per core (`gradlab.host_devices`) before JAX 
 ``--preset=input`` measures the input pipeline instead (`experiments.benchmark.input_pipeline`)
 and writes OUT/input.json and OUT/input.md; ``--preset=lanes`` the lanes of ResNet-50
 that fit a device with and without ``train.remat`` (`experiments.benchmark.lanes`),
-OUT/lanes.json and OUT/lanes.md.
+OUT/lanes.json and OUT/lanes.md; ``--preset=explorer`` index.html's size, write time and
+load time in headless Chromium for existing sweep folders
+(`experiments.benchmark.explorer`), OUT/explorer.json and OUT/explorer.md.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from gradlab.registry import ConfigError
 _PRESET = flags.DEFINE_string("preset", "small", "small, large, default (the default job), "
                               "all (= small, large, default), input (the grain input pipeline "
                               "on mock ImageNet), lanes (ResNet-50 lanes per device, remat), "
+                              "explorer (index.html size and load time), "
                               "or tiny (a seconds-long check that the benchmark works).")
 _POINTS = flags.DEFINE_integer("points", 0, "Grid size (sigma_w x lr, as square as possible); "
                                "0 = the preset's 64.")
@@ -60,6 +64,8 @@ _LANES_BATCH = flags.DEFINE_integer("lanes_batch", 32, "--preset=lanes: batch si
 _LANES_SIZE = flags.DEFINE_integer("lanes_image_size", 224, "--preset=lanes: image size.")
 _LANES_WIDTH = flags.DEFINE_integer("lanes_width", 64, "--preset=lanes: ResNet width (64: "
                                     "ResNet-50's).")
+_EXPLORER = flags.DEFINE_list("explorer_workdirs", [], "--preset=explorer: sweep folders "
+                              "whose index.html to measure.")
 _KEEP = flags.DEFINE_bool("keep_sweeps", False, "Keep the sweep folders under --out.")
 
 
@@ -103,8 +109,23 @@ def _lanes_main() -> int:
   return _write("lanes", result, lanes_markdown(result))
 
 
+def _explorer_main() -> int:
+  from experiments.benchmark.explorer import explorer_markdown, measure_explorer
+  from gradlab import results
+
+  if not _EXPLORER.value:
+    raise ConfigError("--preset=explorer needs --explorer_workdirs=A[,B...] (sweep folders)")
+  for w in _EXPLORER.value:
+    if results.load(w).empty:
+      raise ConfigError(f"'{w}' holds no finished runs of a sweep")
+  result = measure_explorer(list(_EXPLORER.value), max(1, _REPEATS.value))
+  return _write("explorer", result, explorer_markdown(result))
+
+
 def _main() -> int:
   sizes = matmul_sizes(_MATMUL.value)
+  if _PRESET.value == "explorer":
+    return _explorer_main()
   host_devices.configure()  # as the sweep does (GRADLAB_HOST_DEVICES; before JAX starts)
   if _PRESET.value in ("input", "lanes"):
     return _input_main() if _PRESET.value == "input" else _lanes_main()

@@ -169,7 +169,8 @@ _POSITION_KEYS = ("sweep.axes", "sweep.boundary_axis", "sweep.boundary_rounds",
 
 def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool = True,
                  on_compile: Callable[[int, float], None] | None = None,
-                 resume: str = "auto") -> SweepStats:
+                 resume: str = "auto",
+                 on_chunk: Callable[[pd.DataFrame], None] | None = None) -> SweepStats:
   """The boundary search of `cfg` into `workdir` (see the module docstring); returns
   `SweepStats` with `.boundary` set. `plan` is `grid.make_plan(cfg)`, whose validation
   covered the config and both ends of the bracket; the runs follow the plan of the other
@@ -182,14 +183,15 @@ def run_boundary(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: b
           "outer_axes": list(outer.axes), "boundary_axis": cfg.sweep.boundary_axis}
   begun = start(cfg, workdir, resume, outer, meta)
   try:
-    return _search(cfg, workdir, progress, on_compile, begun, outer, t_start)
+    return _search(cfg, workdir, progress, on_compile, begun, outer, t_start, on_chunk)
   finally:
     lock.release(workdir, jax.process_index())
 
 
 def _search(cfg: mlc.ConfigDict, workdir: str, progress: bool,
             on_compile: Callable[[int, float], None] | None, begun: Started,
-            outer: grid.Plan, t_start: float) -> SweepStats:
+            outer: grid.Plan, t_start: float,
+            on_chunk: Callable[[pd.DataFrame], None] | None = None) -> SweepStats:
   """The bisection rounds of `run_boundary` after `start` (the lock is held)."""
   axis = cfg.sweep.boundary_axis
   rounds = int(cfg.sweep.boundary_rounds)
@@ -216,7 +218,7 @@ def _search(cfg: mlc.ConfigDict, workdir: str, progress: bool,
                             n_corrupt_files=n_corrupt, n_devices=mesh.size,
                             n_processes=jax.process_count())
   bar = progress_bar(n_total, n_done, progress)
-  executor = make_executor(cfg, workdir, mesh, stats, axes, bar, on_compile)
+  executor = make_executor(cfg, workdir, mesh, stats, axes, bar, on_compile, on_chunk)
   todo_per_group = [sum(int((codes[c * n_outer + np.asarray(g.run_ids)] < 0).sum())
                         for c in range(2 + rounds)) for g in outer.groups]
   log.info("boundary search along %s in [%g, %g] (%s scale), %d rounds, for %d points of "

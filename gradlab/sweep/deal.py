@@ -43,12 +43,13 @@ log = logging.getLogger("gradlab")
 
 def make_executor(cfg: mlc.ConfigDict, workdir: str, mesh: Any, stats: SweepStats,
                   axes: list[str], bar: Any = None,
-                  on_compile: Callable[[int, float], None] | None = None
+                  on_compile: Callable[[int, float], None] | None = None,
+                  on_chunk: Callable[[pd.DataFrame], None] | None = None
                   ) -> Executor | DealingExecutor:
   """A `DealingExecutor` with several devices and no data parallelism (``mesh.data =
   1``), else one `Executor` on the mesh (one device, or lanes x data parallelism)."""
   kind = DealingExecutor if mesh.shape[mesh_lib.DATA] == 1 and mesh.size > 1 else Executor
-  return kind(cfg, workdir, mesh, stats, axes, bar, on_compile)
+  return kind(cfg, workdir, mesh, stats, axes, bar, on_compile, on_chunk=on_chunk)
 
 
 def deal_order(devices: list[Any]) -> list[Any]:
@@ -66,7 +67,8 @@ class DealingExecutor:
 
   def __init__(self, cfg: mlc.ConfigDict, workdir: str, mesh: Any, stats: SweepStats,
                axes: list[str], bar: Any = None,
-               on_compile: Callable[[int, float], None] | None = None):
+               on_compile: Callable[[int, float], None] | None = None,
+               on_chunk: Callable[[pd.DataFrame], None] | None = None):
     self.cfg, self.workdir, self.bar = cfg, workdir, bar
     self.order = deal_order(list(mesh.devices.flat))
     me = jax.process_index()
@@ -75,7 +77,8 @@ class DealingExecutor:
     for d in self.order:
       if d.process_index == me:
         self.subs[d] = Executor(cfg, workdir, mesh_lib.make_mesh(1, [d]), stats, axes, bar,
-                                on_compile, data=first.data if first else None)
+                                on_compile, data=first.data if first else None,
+                                on_chunk=on_chunk)
         first = first or self.subs[d]
     self.lead = first
     for sub in self.subs.values():

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import ml_collections as mlc
+import pandas as pd
 
 from gradlab.sweep import grid, lock
 from gradlab.sweep import mesh as mesh_lib
@@ -26,10 +27,12 @@ log = logging.getLogger("gradlab")
 
 def run_grid(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool = True,
              on_compile: Callable[[int, float], None] | None = None,
-             resume: str = "auto") -> SweepStats:
+             resume: str = "auto",
+             on_chunk: Callable[[pd.DataFrame], None] | None = None) -> SweepStats:
   """Runs every point of `plan` (made from `cfg` by `grid.make_plan`, which validated
-  it) not written yet into `workdir`; returns counts and timings. Every process of a
-  multi-process run calls it with the same arguments."""
+  it) not written yet into `workdir`; returns counts and timings. `on_chunk(rows)` runs
+  after each chunk this process writes. Every process of a multi-process run calls it
+  with the same arguments."""
   t_start = time.perf_counter()
   begun = start(cfg, workdir, resume, plan)
   try:
@@ -39,7 +42,8 @@ def run_grid(cfg: mlc.ConfigDict, plan: grid.Plan, workdir: str, progress: bool 
                        n_corrupt_files=begun.n_corrupt, n_devices=mesh.size,
                        n_processes=jax.process_count())
     bar = progress_bar(plan.n_points, stats.n_skipped, progress)
-    executor = make_executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile)
+    executor = make_executor(cfg, workdir, mesh, stats, list(plan.axes), bar, on_compile,
+                             on_chunk)
     if todo:
       log.info("%d of %d runs to do (%d done already) in %d groups on %d devices (mesh %s)",
                sum(map(len, todo)), plan.n_points, stats.n_skipped, len(todo), mesh.size,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -93,6 +94,18 @@ class _Prepared:
     return self.hp_names[-1:] == (INDEX_KEY,)
 
 
+def after_chunk(hook: Callable[[pd.DataFrame], None], rows: pd.DataFrame) -> None:
+  """Calls `hook(rows)` after a chunk's files are written (the live index.html, the
+  TensorBoard sessions). Its failure is logged and never stops the sweep: the chunk is
+  already safe on disk."""
+  try:
+    hook(rows)
+  except Exception as e:  # noqa: BLE001 - a view of the results must not lose them
+    log.warning("%s failed on runs %s (%s: %s); their results are written, the sweep goes "
+                "on", getattr(hook, "__name__", type(hook).__name__),
+                rows["run_id"].tolist() if "run_id" in rows else "?", type(e).__name__, e)
+
+
 class Executor:
   """Runs points of groups as lanes on the mesh and writes their rows.
 
@@ -104,9 +117,10 @@ class Executor:
   def __init__(self, cfg: mlc.ConfigDict, workdir: str, mesh: Any, stats: SweepStats,
                axes: list[str], bar: Any = None,
                on_compile: Callable[[int, float], None] | None = None,
-               data: GroupData | None = None):
+               data: GroupData | None = None,
+               on_chunk: Callable[[pd.DataFrame], None] | None = None):
     self.cfg, self.workdir, self.mesh, self.stats, self.axes = cfg, workdir, mesh, stats, axes
-    self.bar, self.on_compile = bar, on_compile
+    self.bar, self.on_compile, self.on_chunk = bar, on_compile, on_chunk
     self.grid = mesh_lib.grid_size(mesh)
     self.platform = mesh.devices.flat[0].platform
     self.process = jax.process_index()
@@ -356,6 +370,19 @@ class Executor:
                 if self.keep_trajectories else None)
       results.write_chunk(self.workdir, group.index, int(mine.run_ids[0]), rows[0], arrays,
                           self.process)
+      if self.cfg.sweep.tensorboard:
+        after_chunk(self._write_tensorboard, rows[0])
+      if self.on_chunk is not None:
+        after_chunk(self.on_chunk, rows[0])
     if self.bar is not None:
       self.bar.update(chunk.size)
     return rows
+
+  def _write_tensorboard(self, rows: pd.DataFrame) -> None:
+    """``sweep.tensorboard``: the rows' HParams sessions (`gradlab.tensorboard`), written
+    after the rows are on disk (through `after_chunk`: a failure is logged, the sweep
+    goes on)."""
+    from gradlab import tensorboard  # tensorboardX only when asked for
+
+    tensorboard.write_sweep_hparams(rows, self.cfg.sweep.axes,
+                                    os.path.join(self.workdir, tensorboard.TENSORBOARD_DIR))

@@ -236,6 +236,12 @@ def check_sweep_keys(cfg: mlc.ConfigDict) -> None:
                       f"got {s.cpu_opt_level!r}")
   if int(cfg.mesh.data) < 1:
     raise ConfigError(f"config key 'mesh.data' must be >= 1, got {cfg.mesh.data}")
+  if not isinstance(s.tensorboard, bool):
+    raise ConfigError(f"config key 'sweep.tensorboard' takes true/false, got "
+                      f"{s.tensorboard!r}")
+  if "sweep.tensorboard" in s.axes:
+    raise ConfigError("config key 'sweep.tensorboard' cannot be a sweep axis (it says what "
+                      "the sweep writes); set --config.sweep.tensorboard=True")
   if s.mode not in MODES:
     raise ConfigError(f"unknown sweep mode '{s.mode}'; known: {', '.join(MODES)}")
   if s.mode == "boundary":

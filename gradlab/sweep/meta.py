@@ -74,7 +74,7 @@ def _resolved(flat: dict[str, Any]) -> dict[str, Any]:
 # Keys that change how a sweep runs, not what it computes: a rerun may change them.
 EXECUTION_KEYS = ("sweep.chunk_size", "sweep.memory_budget", "sweep.keep_trajectories",
                   "sweep.compile_cache", "sweep.dense_workdir", "sweep.chunk_timeout_s",
-                  "mesh.data")
+                  "sweep.tensorboard", "mesh.data")
 RESUME_MODES = ("auto", "force")
 
 

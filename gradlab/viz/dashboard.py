@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.colors import LogNorm
+from matplotlib.ticker import MaxNLocator
 
 from gradlab.viz import canvas
 from gradlab.viz.canvas import Figure, plt
@@ -72,6 +73,7 @@ def draw_per_layer(ax: Any, diag: Mapping[str, Any]) -> None:
   ax.set_title("gradients at init" + (f": measured chi_1 ~ {measured:.3g}" if measured else ""),
                fontsize=10)
   ax.set_xlabel("hidden layer l")
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.set_ylabel("norm / norm at layer L-1")
   ax.legend(fontsize=7)
 
@@ -152,6 +154,7 @@ def _draw_signal(ax: Any, diag: Mapping[str, Any]) -> None:
   _log_if_positive(ax, q)
   right.set_ylim(-0.05, 1.05)
   ax.set_xlabel("hidden layer l")
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.set_ylabel("q^l")
   right.set_ylabel("c^l", color="#2ca02c")
   ax.set_title("forward signal at init", fontsize=10)
@@ -168,7 +171,9 @@ def _draw_jacobian(ax: Any, diag: Mapping[str, Any]) -> None:
     s = _arr(sv[name])
     ax.plot(np.arange(1, s.size + 1), s, style, ms=3, label=f"to {name}")
     _log_if_positive(ax, s)
-  ax.set_xlabel("index")
+  ax.set_xlabel("index (largest first)")
+  ax.set_ylabel("singular value")
+  ax.xaxis.set_major_locator(MaxNLocator(integer=True))
   ax.set_title("input-output Jacobian singular values", fontsize=10)
   ax.legend(fontsize=7)
 
@@ -186,6 +191,7 @@ def dashboard_figure(diag: Mapping[str, Any]) -> Figure:
   draw_per_layer(grid[1, 1], diag)
   _draw_signal(grid[1, 2], diag)
   _draw_jacobian(grid[1, 3], diag)
+  canvas.plain_log_ticks(fig)
   p = diag["point"]
   fig.suptitle(
     f"{p['model']} depth {p['depth']} width {p['width']} {p['activation']}, "

@@ -9,12 +9,22 @@ from gradlab.registry import ConfigError
 from gradlab.report import lr_transfer as lr_transfer_report
 from gradlab.report import optimizers, write_report
 from gradlab.report import prediction as prediction_report
-from gradlab.viz import canvas, ln_depth, lr_summary, lr_transfer, maps, overlays, through_time
+from gradlab.viz import (
+  canvas,
+  explorer,
+  ln_depth,
+  lr_summary,
+  lr_transfer,
+  maps,
+  overlays,
+  through_time,
+)
 
 
 def draw_all(workdir: str) -> dict[str, str]:
-  """Writes regime_map.png, final_loss.png, report.md and, for a sweep with an optimizer
-  and a learning-rate axis, stable_lr.png; returns {name: path}. The maps carry the
+  """Writes regime_map.png, final_loss.png, report.md, index.html (the interactive
+  explorer, `gradlab.viz.explorer`) and, for a sweep with an optimizer and a
+  learning-rate axis, stable_lr.png; returns {name: path}. The maps carry the
   mean-field critical line (and trainable depth) where `gradlab.viz.overlays` applies."""
   meta = results.read_config(workdir)
   df = results.load(workdir)
@@ -40,4 +50,6 @@ def draw_all(workdir: str) -> dict[str, str]:
   figures.update(through_time.draw(workdir, df))  # sweeps with the RNN probe
   rel = {name: os.path.basename(path) for name, path in figures.items()}
   figures["report"] = write_report(workdir, df, axes, rel, extra=extra)
+  if axes:
+    figures["explorer"] = explorer.write_index(workdir)  # reads report.md: after it
   return figures

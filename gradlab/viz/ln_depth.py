@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullLocator
 
 from gradlab.diagnostics.ln_depth import (
   DEPTH_AXIS,
@@ -26,6 +28,18 @@ from gradlab.diagnostics.ln_depth import (
 )
 from gradlab.viz import canvas
 from gradlab.viz.canvas import plt
+
+
+def _depth_axes(ax: Any, depths: Sequence[float]) -> None:
+  """Log-log axes with the depths themselves as x ticks (2, 4, 8, not 2^1, 2^2, 2^3)
+  and plain minor labels on a y axis under a decade."""
+  ax.set_xscale("log", base=2)
+  ax.set_yscale("log")
+  values = sorted({int(d) for d in depths})
+  ax.set_xticks(values, [str(d) for d in values])
+  ax.xaxis.set_minor_locator(NullLocator())
+  ax.set_xlabel("depth L (blocks)")
+  canvas.plain_log_ticks(ax.figure)
 
 
 def draw(workdir: str, df: pd.DataFrame, axes: Sequence[str]) -> dict[str, str]:
@@ -46,9 +60,7 @@ def draw(workdir: str, df: pd.DataFrame, axes: Sequence[str]) -> dict[str, str]:
     if ok.sum() >= 2:
       label += f" (slope {loglog_slope(depths[ok], values[ok]):+.2f})"
     ax.plot(depths, values, "o-", label=label)
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("depth L (blocks)")
+  _depth_axes(ax, cells.index.get_level_values(1))
   ax.set_ylabel("||grad|| of the last block at init")
   ax.set_title("step 0, loss over all positions (Xiong et al. 2020, Thm 1:\n"
                "per position Post-LN ~ L^0, Pre-LN ~ L^-1/2)", fontsize=8)
@@ -72,9 +84,7 @@ def draw_direct(path: str, depths: Sequence[int] = (2, 4, 8, 16, 32), seeds: int
     if position == "pre":
       ref = values[0] * (np.asarray(depths, float) / depths[0]) ** -0.5
       ax.plot(depths, ref, ":", color="grey", label="L^-1/2")
-  ax.set_xscale("log", base=2)
-  ax.set_yscale("log")
-  ax.set_xlabel("depth L (blocks)")
+  _depth_axes(ax, depths)
   ax.set_ylabel("||dL/dW|| of the last mlp/down at init")
   ax.set_title(f"Xiong et al. 2020, Thm 1 (mean of {seeds} inits)", fontsize=9)
   ax.legend(title="model.ln_position", fontsize=8)

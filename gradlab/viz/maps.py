@@ -86,8 +86,7 @@ def regime_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | None = 
   check_frame(df, axes, ("regime",))
   cells = cell_regimes(df, axes)
   cells["_code"] = [REGIME_ORDER.index(r) for r in cells["regime"]]
-  cmap = ListedColormap([REGIME_COLORS[r] for r in REGIME_ORDER])
-  norm = BoundaryNorm(np.arange(len(REGIME_ORDER) + 1) - 0.5, len(REGIME_ORDER))
+  cmap, norm = regime_colormap()
   fig, missing, _ = _draw_panels(df, axes, cells, "_code", cmap, norm, lines=lines,
                                  marks="uncertain")
   handles = [Patch(facecolor=REGIME_COLORS[r], edgecolor="0.4", label=r) for r in REGIME_ORDER]
@@ -183,6 +182,22 @@ def draw_map_line(ax: Any, line: MapLine, axes: Sequence[str],
   ax.set_ylim(limits[1])
 
 
+def regime_colormap(colors: Mapping[str, str] = REGIME_COLORS
+                    ) -> tuple[ListedColormap, BoundaryNorm]:
+  """(cmap, norm) drawing a cell's code REGIME_ORDER.index(regime) in `colors[regime]`."""
+  cmap = ListedColormap([colors[r] for r in REGIME_ORDER])
+  return cmap, BoundaryNorm(np.arange(len(REGIME_ORDER) + 1) - 0.5, len(REGIME_ORDER))
+
+
+def axis_specs(df: pd.DataFrame, axes: Sequence[str]) -> tuple[AxisSpec, AxisSpec]:
+  """How a map lays out x (axes[0]) and y (axes[1]; a single blank row, a strip, when
+  there is one axis) over the values of `df`."""
+  x_spec = AxisSpec.of(df[axes[0]])
+  if len(axes) == 1:
+    return x_spec, AxisSpec(("",), "categorical", np.array([-0.5, 0.5]), ("",))
+  return x_spec, AxisSpec.of(df[axes[1]])
+
+
 # ----------------------------------------------------------------------------- internals
 
 
@@ -202,7 +217,8 @@ def panel_title(title: str, panel_width_in: float) -> tuple[str, float]:
   return "\n".join(lines), size
 
 
-def _panel_size(n_x: int, n_y: int, strip: bool) -> tuple[float, float]:
+def panel_size(n_x: int, n_y: int, strip: bool) -> tuple[float, float]:
+  """(width, height) in inches of one panel of `n_x` x `n_y` cells (a strip: one row)."""
   width = float(np.clip(0.3 * n_x + 1.6, 3.2, 6.0))
   height = 1.5 if strip else float(np.clip(0.3 * n_y + 1.4, 2.8, 5.0))
   return width, height
@@ -215,17 +231,12 @@ def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, col
   """Draw `cells[column]` as a pcolormesh per panel, a dot (`UNCERTAIN_MARK`) at the
   centre of each cell where the boolean column `marks` is True, then `lines(panel
   values)` over each panel. Returns (fig, any_missing, meshes)."""
-  x_spec = AxisSpec.of(df[axes[0]])
+  x_spec, y_spec = axis_specs(df, axes)
   strip = len(axes) == 1
-  y_spec = (
-    AxisSpec(("",), "categorical", np.array([-0.5, 0.5]), ("",))
-    if strip
-    else AxisSpec.of(df[axes[1]])
-  )
   panels = split_panels(cells, axes)
   n_cols = min(MAX_PANELS_PER_ROW, len(panels))
   n_rows = math.ceil(len(panels) / n_cols)
-  width, height = _panel_size(len(x_spec.values), len(y_spec.values), strip)
+  width, height = panel_size(len(x_spec.values), len(y_spec.values), strip)
   fig, grid = plt.subplots(
     n_rows,
     n_cols,
@@ -264,11 +275,11 @@ def _draw_panels(df: pd.DataFrame, axes: Sequence[str], cells: pd.DataFrame, col
     if marks is not None and rows[marks].any():
       hit = rows[marks].to_numpy(bool)
       ax.scatter(x_spec.centers[ix[hit]], y_spec.centers[iy[hit]], zorder=3, **UNCERTAIN_MARK)
-    _style_axis(ax, "x", x_spec, axes[0])
+    style_axis(ax, "x", x_spec, axes[0])
     if strip:
       ax.set_yticks([])
     else:
-      _style_axis(ax, "y", y_spec, axes[1], tick_labels=k % n_cols == 0)
+      style_axis(ax, "y", y_spec, axes[1], tick_labels=k % n_cols == 0)
     if k % n_cols != 0:
       ax.set_ylabel("")
     if len(panels) > 1 or title != "all":
@@ -293,8 +304,8 @@ def _line_handles(fig: Figure) -> list[Line2D]:
   return list(seen.values())
 
 
-def _style_axis(ax: Any, which: str, spec: AxisSpec, name: str, tick_labels: bool = True
-                ) -> None:
+def style_axis(ax: Any, which: str, spec: AxisSpec, name: str, tick_labels: bool = True
+               ) -> None:
   """Scale, limits, readable (thinned) tick labels and the dotted axis name."""
   axis = ax.xaxis if which == "x" else ax.yaxis
   if spec.scale == "log":

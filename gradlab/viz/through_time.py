@@ -46,7 +46,8 @@ def through_time_figure(df: pd.DataFrame, curves: dict[int, np.ndarray]) -> Figu
         continue
       curve = normalized_median([curves[int(r)] for r in sel["run_id"]])
       t = np.arange(1, len(curve) + 1)
-      ax.semilogy(t, curve, color=cmap(i), label=f"rho={format_value(rho)}")
+      label = f"rho={format_value(rho)}" if np.isfinite(rho) else "median over runs"
+      ax.semilogy(t, curve, color=cmap(i), label=label)
       if np.isfinite(rho):
         ax.semilogy(t, linear_line(rho, len(curve)), color=cmap(i), ls="--", lw=0.8)
     ax.set_title(", ".join(f"{k}={format_value(v)}" for k, v in zip(
