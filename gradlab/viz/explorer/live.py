@@ -21,7 +21,7 @@ from gradlab.viz.explorer.page import write_index
 class LiveIndex:
   """Callable after each chunk (module docstring)."""
 
-  def __init__(self, workdir: str, min_interval_s: float = 5.0, max_share: float = 0.2):
+  def __init__(self, workdir: str, min_interval_s: float = 5.0, max_share: float = 0.05):
     self.workdir = workdir
     self.min_interval_s = float(min_interval_s)
     self.max_share = float(max_share)
