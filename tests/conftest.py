@@ -95,3 +95,20 @@ def hand_sweep(optimizers=("sgd",), seeds=1) -> pd.DataFrame:
             }
           )
   return pd.DataFrame(rows)
+
+
+def assert_titles_fit(fig, n_titles: int) -> list:
+  """Draws `fig` and checks its `n_titles` panel titles: each rendered box lies within
+  its own panel's horizontal extent, and no two overlap. Returns the boxes."""
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  titled = [ax for ax in fig.axes if ax.get_title()]
+  assert len(titled) == n_titles
+  boxes = [ax.title.get_window_extent(renderer) for ax in titled]
+  for ax, box in zip(titled, boxes, strict=True):
+    panel = ax.get_window_extent(renderer)
+    assert box.x0 >= panel.x0 - 2 and box.x1 <= panel.x1 + 2, ax.get_title()
+  for i, one in enumerate(boxes):
+    for other in boxes[i + 1:]:
+      assert not one.overlaps(other)
+  return boxes

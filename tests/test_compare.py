@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, assert_titles_fit
 from conftest import hand_sweep as _sweep
 
 from gradlab import compare, results
@@ -170,17 +170,8 @@ def test_compare_titles_never_overlap():
   fig = compare_figure(compare.compare_runs(df, _remedy(df), axes),
                        "20261206-060026-default", "20261206-061500-default-clip1-warmup100-seed3")
   try:
-    fig.canvas.draw()
+    boxes = assert_titles_fit(fig, 18)
     renderer = fig.canvas.get_renderer()
-    titled = [ax for ax in fig.axes if ax.get_title()]
-    assert len(titled) == 18
-    boxes = [ax.title.get_window_extent(renderer) for ax in titled]
-    for ax, box in zip(titled, boxes, strict=True):
-      panel = ax.get_window_extent(renderer)
-      assert box.x0 >= panel.x0 - 2 and box.x1 <= panel.x1 + 2, ax.get_title()
-    for i, one in enumerate(boxes):
-      for other in boxes[i + 1:]:
-        assert not one.overlaps(other)
     headline = fig._suptitle.get_window_extent(renderer)
     assert not headline.overlaps(fig.legends[0].get_window_extent(renderer))
     assert not any(headline.overlaps(box) for box in boxes)

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_titles_fit
 from conftest import hand_sweep as _sweep
 
 from gradlab import panels, regimes
@@ -201,17 +202,7 @@ def test_panel_titles_never_overlap_at_any_grid_size():
   axes = ["init.sigma_w", "optimizer.learning_rate", "model.parameterization_long_name",
           "optimizer.name"]
   fig = maps.regime_figure(df, axes)
-  fig.canvas.draw()
-  renderer = fig.canvas.get_renderer()
-  titled = [ax for ax in fig.axes if ax.get_title()]
-  assert len(titled) == 8
-  boxes = [ax.title.get_window_extent(renderer) for ax in titled]
-  for ax, box in zip(titled, boxes, strict=True):
-    panel = ax.get_window_extent(renderer)
-    assert box.x0 >= panel.x0 - 2 and box.x1 <= panel.x1 + 2, ax.get_title()
-  for i, a in enumerate(boxes):
-    for b in boxes[i + 1:]:
-      assert not a.overlaps(b)
+  assert_titles_fit(fig, 8)
   plt.close(fig)
 
 

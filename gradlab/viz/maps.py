@@ -150,6 +150,7 @@ def final_loss_figure(df: pd.DataFrame, axes: list[str], lines: PanelLines | Non
   fig.legend(handles=handles, loc="outside right lower", frameon=False)
   n_nonfinite = int((~cells["finite"]).sum())
   fig.suptitle(f"final loss ({len(df)} runs, {n_nonfinite} non-finite cells)")
+  canvas.plain_log_ticks(fig)  # a colour bar under a decade reads 0.6, not 6 x 10^-1
   return fig
 
 
