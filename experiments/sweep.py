@@ -113,13 +113,16 @@ def _finish_boundary(cfg, workdir: str, stats, done: str) -> int:
   found = stats.boundary
   n_outer = len(found.lo)
   rounds = int(cfg.sweep.boundary_rounds)
+  from gradlab.viz.explorer import write_index
+
   figure = draw_boundary(workdir, dense_dir=_DENSE.value or cfg.sweep.dense_workdir)
+  index = write_index(workdir)  # every run of the search, one click away
   counts = {s: int((found.status == s).sum()) for s in dict.fromkeys(found.status)}
   print(done)
   print(f"boundary of {n_outer} points ({', '.join(f'{v} {k}' for k, v in counts.items())}): "
         f"{found.n_runs} runs; a dense grid of the same resolution needs "
         f"{dense_runs_for_same_resolution(n_outer, rounds, int(cfg.sweep.replicas))}")
-  print(f"wrote {os.path.join(workdir, BOUNDARY_CSV)}, {figure}")
+  print(f"wrote {os.path.join(workdir, BOUNDARY_CSV)}, {figure}, {index}")
   return 0
 
 

@@ -103,3 +103,28 @@ def test_the_trains_curve_stays_visible_under_the_does_not_blow_up_curve():
   assert trains.get_zorder() < safe.get_zorder()
   assert np.allclose(trains.get_ydata()[:3], safe.get_ydata()[:3], equal_nan=True)
   assert math.isnan(trains.get_ydata()[-1])  # sigma_w 4: no trained learning rate
+
+
+def test_ln_depth_ticks_the_depths_and_plain_numbers(monkeypatch):
+  """ln_depth.png ticked its depths 2^1, 2^2, ... and its y axis (under a decade)
+  2 x 10^0, 6 x 10^-1: now 2, 4, 8, 16 and plain numbers."""
+  from gradlab.diagnostics.ln_depth import DEPTH_AXIS, LN_AXIS
+  from gradlab.viz import ln_depth
+
+  depths = [2, 4, 8, 16]
+  table = pd.DataFrame({LN_AXIS: ["post"] * 4 + ["pre"] * 4, DEPTH_AXIS: depths * 2,
+                        "init_last_block_grad_norm": [1.3, 1.6, 2.2, 2.2, 1.5, 1.1, 1.1, 0.6]})
+  monkeypatch.setattr(ln_depth, "init_grad_by_depth", lambda workdir, df: table)
+  drawn = []
+  monkeypatch.setattr(ln_depth.canvas, "save_figure",
+                      lambda fig, path: drawn.append(fig) or path)
+  ln_depth.draw("unused", table, ["optimizer.learning_rate", DEPTH_AXIS, LN_AXIS])
+  fig = drawn[0]
+  fig.canvas.draw()
+  ax = fig.axes[0]
+  x_labels = [t.get_text() for t in ax.get_xticklabels()]
+  y_labels = [t.get_text() for t in ax.get_yticklabels(minor=True) if t.get_text()]
+  texts = _checked(fig)
+  assert x_labels == ["2", "4", "8", "16"]
+  assert y_labels and not any("times" in t for t in y_labels), y_labels
+  assert any("slope" in t for t in texts)
