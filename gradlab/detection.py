@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.optimize
 
 from gradlab.losses import BOX_LOSSES, LOSSES, Loss, iou
 
@@ -177,6 +176,8 @@ def constant_loss(labels: np.ndarray, num_classes: int, points: jax.Array,
   def box_term(ltrb: np.ndarray) -> tuple[float, np.ndarray]:
     value, grad = value_and_grad(jnp.asarray(ltrb, jnp.float32))
     return float(value), np.asarray(grad, np.float64)
+
+  import scipy.optimize  # here, not at import: 0.4 s of every command's start-up
 
   mean = np.concatenate([pts - box[:, :2], box[:, 2:] - pts], 1).mean(0)
   found = scipy.optimize.minimize(box_term, mean, jac=True, method="L-BFGS-B")

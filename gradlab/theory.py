@@ -36,11 +36,10 @@ SELU's chi_1 at q = 1 and by 17% in erf's at q = 40. phi', phi'' are analytic
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.polynomial.legendre import leggauss
-from scipy.optimize import brentq
 from scipy.special import erf, expit, ndtr
 
 from gradlab.registry import Registry
@@ -61,6 +60,14 @@ Q_MAX = 1e12  # q beyond this counts as divergent (q* = inf)
 _RADIAL_BREAKS = np.array([0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 1, 2, 3, 4.5, 6.5, Z_MAX])
 _SECTOR_BREAKS = np.array([0, 1 / 256, 1 / 32, 1 / 8, 1 / 2, 7 / 8, 31 / 32, 255 / 256, 1])
 
+
+
+def _brentq(*args: Any, **kwargs: Any) -> float:
+  """scipy's brentq, imported on first use: scipy.optimize costs 0.4 s of every
+  command's start-up, and most commands never need a root."""
+  from scipy.optimize import brentq
+
+  return brentq(*args, **kwargs)
 
 def _panel_rule(breaks: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
   """Composite Gauss-Legendre nodes and weights with n nodes on each panel of `breaks`."""
@@ -297,7 +304,7 @@ def _c_star_one(activation: str, sw: float, sb: float, q: float, chi: float) -> 
   for delta in (1e-2, 1e-4, 1e-6, 1e-8):  # g < 0 just below 1 since the slope there is > 1
     if g(1.0 - delta) < 0:
       # g(0) >= 0: E[phi(u1) phi(u2)] = E[phi]^2 >= 0 at c = 0
-      return brentq(g, 0.0, 1.0 - delta, xtol=1e-13) if g(0.0) > 0 else 0.0
+      return _brentq(g, 0.0, 1.0 - delta, xtol=1e-13) if g(0.0) > 0 else 0.0
   return 1.0
 
 
@@ -372,7 +379,7 @@ def critical_sigma_w2(activation: str, sigma_b2: float, lo: float = 1e-2, hi: fl
   i = int(cross[0])
   if vals[i + 1] == 0:
     return float(grid[i + 1])
-  return float(brentq(lambda sw: float(f(sw)), grid[i], grid[i + 1], xtol=1e-12, rtol=1e-14))
+  return float(_brentq(lambda sw: float(f(sw)), grid[i], grid[i + 1], xtol=1e-12, rtol=1e-14))
 
 
 def critical_line(activation: str, sigma_b2_values: ArrayLike) -> np.ndarray:
