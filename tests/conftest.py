@@ -112,3 +112,35 @@ def assert_titles_fit(fig, n_titles: int) -> list:
     for other in boxes[i + 1:]:
       assert not one.overlaps(other)
   return boxes
+
+
+_CLI_SERVER: dict = {}
+
+
+def run_cli(module: str, *args: str, cwd: str = REPO, env: dict | None = None,
+            timeout: float = 300):
+  """`python -m module args...` as a subprocess.CompletedProcess (returncode, stdout,
+  stderr), run by a fork server (tests/cli_server.py) that has imported jax, pandas,
+  flax and optax once: the child is a fresh process running the module as __main__, with
+  its own flags, exit status and output. For commands that stop early (bad input);
+  falls back to a plain subprocess where fork is unavailable."""
+  import json
+  import subprocess
+
+  if not hasattr(os, "fork"):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+  server = _CLI_SERVER.get("proc")
+  if server is None or server.poll() is not None:
+    server = subprocess.Popen([sys.executable, os.path.join(REPO, "tests", "cli_server.py")],
+                              cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    _CLI_SERVER["proc"] = server
+  request = {"module": module, "args": [str(a) for a in args], "cwd": str(cwd),
+             "env": env or {}}
+  server.stdin.write(json.dumps(request) + "\n")
+  server.stdin.flush()
+  reply = json.loads(server.stdout.readline())
+  return subprocess.CompletedProcess([module, *args], reply["returncode"], reply["stdout"],
+                                     reply["stderr"])

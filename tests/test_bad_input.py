@@ -17,7 +17,7 @@ import time
 
 import jax
 import pytest
-from conftest import REPO, tiny_config
+from conftest import REPO, run_cli, tiny_config
 
 from experiments import cli
 from gradlab.registry import ConfigError
@@ -128,7 +128,7 @@ SWEEP = ["experiments.sweep", SMOKE, "--workdir={wd}", "--quiet"]
 def test_command_line_gives_one_line_and_status_2(tmp_path, command, message):
   afile = tmp_path / "afile"
   afile.write_text("x")
-  out = _run(*[a.format(file=afile, wd=tmp_path / "wd") for a in command])
+  out = run_cli(*[a.format(file=afile, wd=tmp_path / "wd") for a in command])
   assert out.returncode == 2, out.stderr[-2000:]
   line = _one_error_line(out.stderr)
   assert line.startswith("error: ") and message in line

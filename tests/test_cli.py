@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 
 SMOKE = "--config=configs/smoke.py"
 
@@ -42,7 +42,7 @@ def _run(*args, cwd=REPO, timeout=300):
 ])
 def test_bad_input_is_one_clean_line(tmp_path, args, message):
   wd = tmp_path / "wd"
-  out = _run("experiments.sweep", *args, f"--workdir={wd}", "--quiet")
+  out = run_cli("experiments.sweep", *args, f"--workdir={wd}", "--quiet")
   assert out.returncode == 2, out.stderr
   assert out.stderr.strip().startswith("error: ")
   assert message in out.stderr

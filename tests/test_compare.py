@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, assert_titles_fit
+from conftest import REPO, assert_titles_fit, run_cli
 from conftest import hand_sweep as _sweep
 
 from gradlab import compare, results
@@ -209,7 +209,7 @@ def test_mismatched_axes_exit_2_with_one_line_and_write_nothing(tmp_path):
   wd_a = _write_sweep(tmp_path / "a", a)
   short = a[a["optimizer.learning_rate"] < 0.05]
   wd_b = _write_sweep(tmp_path / "b", short)
-  out = _run(f"--workdirs={wd_a},{wd_b}", f"--out={tmp_path / 'out'}")
+  out = run_cli("experiments.compare", f"--workdirs={wd_a},{wd_b}", f"--out={tmp_path / 'out'}")
   assert out.returncode == 2 and out.stdout == ""
   assert out.stderr.splitlines() == [
     "error: sweeps differ on axis 'optimizer.learning_rate': A has 3 values 1e-3..0.1, B "
@@ -233,7 +233,7 @@ def test_bad_workdirs_exit_2_with_one_line(tmp_path, case, message):
           "not a sweep": [f"--workdirs={tmp_path},{good}"],
           "no runs": [f"--workdirs={good},{empty}"]}[case]
   before = sorted(os.listdir(tmp_path))
-  out = _run(*args)
+  out = run_cli("experiments.compare", *args)
   assert out.returncode == 2 and "Traceback" not in out.stderr
   lines = out.stderr.splitlines()
   assert len(lines) == 1 and message in lines[0], out.stderr

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, run_cli
 
 from configs import coord_check as coord_config
 from experiments.cli import positive_ints
@@ -140,7 +140,8 @@ def test_a_width_that_is_not_a_positive_whole_number_is_refused(text):
   (["--parameterizations=standard,mupp"], "unknown parameterization 'mupp'"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_anything_runs(tmp_path, args, message):
-  proc = _cli(f"--workdir={tmp_path / 'x'}", *args)
+  proc = run_cli("experiments.coord_check", "--config=configs/coord_check.py",
+                 "--config.quick=True", f"--workdir={tmp_path / 'x'}", *args)
   assert proc.returncode == 2, proc.stderr[-2000:]
   lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
   assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]

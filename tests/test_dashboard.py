@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config
+from conftest import REPO, run_cli, tiny_config
 
 from gradlab import diagnose, theory
 from gradlab.diagnostics import run_summary
@@ -85,7 +85,7 @@ def test_train_writes_the_documented_diagnostics(tiny_run):
 ])
 def test_bad_flag_is_one_clean_line(tmp_path, flag, message):
   wd = tmp_path / "wd"
-  out = _train(*TINY, flag, f"--workdir={wd}")
+  out = run_cli("experiments.train", *TINY, flag, f"--workdir={wd}")
   assert out.returncode == 2, out.stderr
   assert out.stderr.strip().startswith("error: ") and message in out.stderr
   assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 
 from experiments.reproduce import PAPERS, Context
 from experiments.reproduce.claims import judge
@@ -102,13 +101,11 @@ def test_the_docs_table_has_one_row_per_claim_with_verdict_and_why():
 
 
 def test_list_names_every_paper_and_a_bad_id_is_one_line():
-  out = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--list"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+  out = run_cli("experiments.reproduce", "--list")
   assert out.returncode == 0
   listed = [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
   assert listed == PAPERS.names()
-  bad = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--paper=greydanus202"],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)
+  bad = run_cli("experiments.reproduce", "--paper=greydanus202")
   assert bad.returncode == 2
   assert len(bad.stderr.strip().splitlines()) == 1
   assert "did you mean 'greydanus2020'" in bad.stderr
