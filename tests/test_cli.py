@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 from conftest import REPO, run_cli
@@ -14,8 +12,7 @@ SMOKE = "--config=configs/smoke.py"
 
 
 def _run(*args, cwd=REPO, timeout=300):
-  return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True,
-                        timeout=timeout)
+  return run_cli(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -4,14 +4,12 @@ hand-made results folders: nothing here trains."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, assert_titles_fit, run_cli
+from conftest import assert_titles_fit, run_cli
 from conftest import hand_sweep as _sweep
 
 from gradlab import compare, results
@@ -181,8 +179,7 @@ def test_compare_titles_never_overlap():
 
 
 def _run(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.compare", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=120)
+  return run_cli("experiments.compare", *args)
 
 
 def test_compare_command_writes_the_figure_and_the_counts(tmp_path):

@@ -7,14 +7,12 @@ after a few Adam steps beside muP's flat changes, and the command's files and er
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli
 
 from configs import coord_check as coord_config
 from experiments.cli import positive_ints
@@ -32,9 +30,8 @@ OVERRIDES = ("--config.model.depth=3", "--config.data.name=teacher")
 
 
 def _cli(*args, timeout=300):
-  return subprocess.run([sys.executable, "-m", "experiments.coord_check",
-                         "--config=configs/coord_check.py", "--config.quick=True", *args],
-                        cwd=REPO, capture_output=True, text=True, timeout=timeout)
+  return run_cli("experiments.coord_check", "--config=configs/coord_check.py",
+                 "--config.quick=True", *args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

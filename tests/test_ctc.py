@@ -6,15 +6,13 @@ search, and configs/speech_ctc.py from the CLI (offline tones; LibriSpeech as mo
 from __future__ import annotations
 
 import itertools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import run_cli
 
 from gradlab import ctc, results
 from gradlab.data import load_dataset
@@ -182,11 +180,10 @@ def test_bidirectional_rnn_is_symmetric_under_time_reversal():
 
 def _sweep(tmp_path, name: str, *flags: str):
   wd = str(tmp_path / name)
-  out = subprocess.run(
-    [sys.executable, "-m", "experiments.sweep", "--config=configs/speech_ctc.py",
-     "--config.quick=True", f"--workdir={wd}", "--quiet", "--axis=model.name=gru",
-     "--axis=init.spectral_radius=1.0", *flags],
-    cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = run_cli(
+    "experiments.sweep", "--config=configs/speech_ctc.py",
+    "--config.quick=True", f"--workdir={wd}", "--quiet", "--axis=model.name=gru",
+    "--axis=init.spectral_radius=1.0", *flags)
   assert out.returncode == 0, out.stderr[-3000:]
   return results.load(wd).sort_values("optimizer.learning_rate")
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, tiny_config
+from conftest import run_cli, tiny_config
 
 from gradlab import diagnose, theory
 from gradlab.diagnostics import run_summary
@@ -27,8 +25,7 @@ TINY = ["--config=configs/smoke.py", f"--config.model.depth={DEPTH}",
 
 
 def _train(*args):
-  return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+  return run_cli("experiments.train", *args)
 
 
 @pytest.fixture(scope="module")

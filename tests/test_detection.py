@@ -4,8 +4,6 @@ its chance level, mAP@0.5 on hand-made detections, the detector, the datasets, t
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +11,7 @@ import ml_collections as mlc
 import numpy as np
 import optax
 import pytest
-from conftest import REPO
+from conftest import run_cli
 
 from gradlab import detection as det
 from gradlab import results
@@ -299,11 +297,10 @@ def test_declared_coco_equals_tfds_own_mock():
 def test_config_runs_from_the_cli_on_multishapes_and_mock_coco(tmp_path):
   """The quick variant over both datasets in one sweep (a data.name axis: two groups),
   coco on 8 mock records: every row has test_map50."""
-  out = subprocess.run(
-    [sys.executable, "-m", "experiments.sweep", "--config=configs/coco_detection.py",
-     "--config.quick=True", "--quiet", f"--workdir={tmp_path / 'det'}",
-     "--axis=data.name=multishapes,coco", "--config.data.mock=8", "--config.train.steps=10"],
-    cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = run_cli(
+    "experiments.sweep", "--config=configs/coco_detection.py",
+    "--config.quick=True", "--quiet", f"--workdir={tmp_path / 'det'}",
+    "--axis=data.name=multishapes,coco", "--config.data.mock=8", "--config.train.steps=10")
   assert out.returncode == 0, out.stderr[-3000:]
   rows = results.load(str(tmp_path / "det"))
   assert rows.groupby("data.name").size().to_dict() == {"coco": 2, "multishapes": 2}

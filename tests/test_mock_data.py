@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import ml_collections as mlc
 import numpy as np
-from conftest import REPO
+from conftest import run_cli
 
 from gradlab import results
 from gradlab.data import load_dataset
@@ -38,15 +35,14 @@ def test_a_catalog_config_runs_end_to_end_on_mock_data(tmp_path):
   """cifar10 cannot be downloaded here; with --config.data.mock=64 the same sweep runs
   through the real TFDS reading path and writes every row."""
   wd = str(tmp_path / "wd")
-  args = [sys.executable, "-m", "experiments.sweep", "--config=configs/smoke.py",
+  args = ["experiments.sweep", "--config=configs/smoke.py",
           f"--workdir={wd}", "--quiet", "--config.data.name=cifar10",
           f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.model.name=cnn",
           "--config.model.depth=2", "--config.model.width=4", "--config.train.steps=20",
           "--config.train.log_every=10"]
-  refused = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  refused = run_cli(*args)
   assert refused.returncode == 2 and "cifar10" in refused.stderr
-  out = subprocess.run([*args, "--config.data.mock=64"], cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+  out = run_cli(*args, "--config.data.mock=64")
   assert out.returncode == 0, out.stderr[-3000:]
   rows = results.load(wd)
   assert len(rows) == 12 and rows["final_loss"].notna().all()

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 
 from gradlab import results, train
 from gradlab import step as step_lib
@@ -85,17 +85,13 @@ def test_a_precision_sweep_records_the_loss_scale(tmp_path):
 def test_mixed_precision_config_runs_from_the_cli(tmp_path):
   """configs/mixed_precision.py at smoke size: 3 precisions x {none, loss_scale}, one
   group each, the loss scale recorded where the remedy is on."""
-  import subprocess
-  import sys
 
-  from conftest import REPO
 
   wd = str(tmp_path / "mp")
-  out = subprocess.run(
-    [sys.executable, "-m", "experiments.sweep", "--config=configs/mixed_precision.py",
+  out = run_cli(
+    "experiments.sweep", "--config=configs/mixed_precision.py",
      f"--workdir={wd}", "--quiet", "--config.model.depth=2", "--config.model.width=8",
-     "--config.train.steps=20", "--axis=init.sigma_w=1", "--axis=optimizer.learning_rate=0.01"],
-    cwd=REPO, capture_output=True, text=True, timeout=300)
+     "--config.train.steps=20", "--axis=init.sigma_w=1", "--axis=optimizer.learning_rate=0.01")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "6 runs" in out.stdout and "6 groups" in out.stdout
   rows = results.load(wd)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 
 from gradlab.models import build_model
 from gradlab.registry import ConfigError
@@ -53,20 +53,16 @@ def test_imagenet_config_runs_on_mock_data_from_the_cli(tmp_path):
   """configs/imagenet_resnet50.py's quick variant, cut to one variant and learning rate:
   ResNet-50 (width 8) on 64 mock ImageNet images per split, centre-cropped to 32 x 32
   through the real reading path; momentum and Adam in one program."""
-  import subprocess
-  import sys
 
-  from conftest import REPO
 
   from gradlab import results
 
   wd = str(tmp_path / "in50")
-  out = subprocess.run(
-    [sys.executable, "-m", "experiments.sweep", "--config=configs/imagenet_resnet50.py",
+  out = run_cli(
+    "experiments.sweep", "--config=configs/imagenet_resnet50.py",
      "--config.quick=True", f"--workdir={wd}", "--quiet", "--config.train.steps=10",
      "--axis=model.residual_init=none", "--axis=model.norm=batch",
-     "--axis=optimizer.remedies=none", "--axis=optimizer.learning_rate=0.1"],
-    cwd=REPO, capture_output=True, text=True, timeout=400)
+     "--axis=optimizer.remedies=none", "--axis=optimizer.learning_rate=0.1")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "2 runs" in out.stdout and "1 compiles" in out.stdout
   rows = results.load(wd)

@@ -10,14 +10,12 @@ import logging
 import math
 import os
 import struct
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, hand_sweep, tiny_cached, tiny_config
+from conftest import hand_sweep, run_cli, tiny_cached, tiny_config
 from tensorboardX.proto import api_pb2, plugin_hparams_pb2
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.record_writer import masked_crc32c
@@ -76,8 +74,7 @@ def f32(x) -> float:
 @pytest.fixture(scope="module")
 def train_run(tmp_path_factory):
   wd = tmp_path_factory.mktemp("train")
-  out = subprocess.run([sys.executable, "-m", "experiments.train", *TRAIN, f"--workdir={wd}"],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = run_cli("experiments.train", *TRAIN, f"--workdir={wd}")
   assert out.returncode == 0, out.stderr[-3000:]
   with open(wd / "diagnostics.json") as f:
     diag = json.load(f)
