@@ -94,7 +94,7 @@ def axis_position(spec: AxisSpec, values: Sequence[float]) -> np.ndarray:
   return fractional_index(spec.values, values, log)
 
 
-def _json_number(x: Any) -> float | None:
+def json_number(x: Any) -> float | None:
   """A finite float rounded to 4 significant digits, or None (JSON null)."""
   try:
     f = float(x)
@@ -109,7 +109,7 @@ def _json_column(col: pd.Series) -> list[Any]:
   if pd.api.types.is_bool_dtype(col):
     return [bool(v) for v in col]
   if pd.api.types.is_numeric_dtype(col):
-    return [_json_number(v) for v in col]
+    return [json_number(v) for v in col]
   return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
           for v in col]
 
@@ -127,7 +127,7 @@ def _cell_value(q: Quantity, col: pd.Series) -> Any:
   finite = values[np.isfinite(values)]
   if finite.size * 2 <= values.size and q.key == "final_loss":
     return "nonfinite"  # at least half the runs ended non-finite, as on final_loss.png
-  return _json_number(np.median(finite)) if finite.size else None
+  return json_number(np.median(finite)) if finite.size else None
 
 
 def _none_for_nan(v: Any) -> Any:
@@ -143,13 +143,13 @@ def _line_json(line: MapLine, axes: Sequence[str], specs: Sequence[AxisSpec | No
   x_key = axes[0]
   y_key = axes[1] if len(axes) > 1 else None
   if keys == [x_key]:
-    out["vertical"] = [_json_number(p) for p in axis_position(specs[0], line.coords[x_key])]
+    out["vertical"] = [json_number(p) for p in axis_position(specs[0], line.coords[x_key])]
   elif keys == [y_key] and specs[1] is not None:
-    out["horizontal"] = [_json_number(p)
+    out["horizontal"] = [json_number(p)
                          for p in axis_position(specs[1], line.coords[y_key])]
   elif y_key is not None and specs[1] is not None and set(keys) == {x_key, y_key}:
-    out["x"] = [_json_number(p) for p in axis_position(specs[0], line.coords[x_key])]
-    out["y"] = [_json_number(p) for p in axis_position(specs[1], line.coords[y_key])]
+    out["x"] = [json_number(p) for p in axis_position(specs[0], line.coords[x_key])]
+    out["y"] = [json_number(p) for p in axis_position(specs[1], line.coords[y_key])]
   return out
 
 

@@ -16,13 +16,13 @@ converts only the new chunk.
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
 import numpy as np
 
 from gradlab import results
+from gradlab.viz.explorer.payload import json_number
 
 SUBDIR = os.path.join("explorer", "traj")
 MAX_POINTS = 200
@@ -43,13 +43,13 @@ def script_name(npz_path: str) -> str:
 def run_scripts(workdir: str, df: Any) -> list[str]:
   """Per row of results `df`, the script (relative path, '/' separated) that holds its
   trajectory, '' where its npz is absent."""
-  out = []
-  for row in df[["group", "chunk"]].assign(
-      process=df.get("process", 0)).itertuples(index=False):
-    npz = results.chunk_name(int(row.group), int(row.chunk), "npz", int(row.process))
+  keys = df[["group", "chunk"]].assign(process=df.get("process", 0)).astype(int)
+  scripts: dict[tuple[int, int, int], str] = {}  # one look on disk per chunk, not per run
+  for key in set(keys.itertuples(index=False, name=None)):
+    npz = results.chunk_name(*key[:2], "npz", key[2])
     exists = os.path.exists(os.path.join(workdir, results.TRAJECTORIES_DIR, npz))
-    out.append(script_name(npz).replace(os.sep, "/") if exists else "")
-  return out
+    scripts[key] = script_name(npz).replace(os.sep, "/") if exists else ""
+  return [scripts[key] for key in keys.itertuples(index=False, name=None)]
 
 
 def _thin(n: int) -> np.ndarray:
@@ -59,10 +59,10 @@ def _thin(n: int) -> np.ndarray:
 
 
 def _rounded(a: np.ndarray) -> Any:
-  """Nested lists of numbers (4 significant digits) with None for non-finite values."""
+  """Nested lists of numbers (4 significant digits) with None for non-finite values, as
+  the page's own numbers (`payload.json_number`)."""
   if a.ndim == 0:
-    v = float(a)
-    return float(f"{v:.4g}") if math.isfinite(v) else None
+    return json_number(a)
   return [_rounded(x) for x in a]
 
 
